@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install medcode into .venv (created if missing).
+#
+#   scripts/install.sh                 core: code sets, synth, eval, baseline
+#   scripts/install.sh dev,train,serve with extras (comma-separated)
+#
+# torch (the `train` extra): with no NVIDIA GPU this installs exactly torch==2.13.0, the CPU
+# build (a looser requirement would download a multi-GB CUDA build). With a GPU
+# (nvidia-smi works) pip's default CUDA build is installed. Override either way with
+# MEDCODE_TORCH, e.g. MEDCODE_TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras="${1:-}"
+python="${PYTHON:-python3}"
+pip_flags=(--quiet --disable-pip-version-check)
+
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "error: medcode needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  echo "creating .venv"
+  "$python" -m venv .venv
+fi
+
+if [[ ",$extras," == *",train,"* ]]; then
+  if [ -n "${MEDCODE_TORCH:-}" ]; then
+    torch_spec=($MEDCODE_TORCH)
+  elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    torch_spec=("torch>=2.13.0")
+  else
+    torch_spec=("torch==2.13.0")
+  fi
+  echo "installing ${torch_spec[*]}"
+  .venv/bin/python -m pip install "${pip_flags[@]}" "${torch_spec[@]}"
+fi
+
+target="."
+[ -n "$extras" ] && target=".[$extras]"
+echo "installing medcode${extras:+ [$extras]}"
+.venv/bin/python -m pip install "${pip_flags[@]}" -e "$target"

@@ -1,0 +1,76 @@
+"""Reading the package's YAML and CSV data files with line numbers for error messages."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medcode.errors import DataFileError
+
+
+def package_data(relative: str) -> Path:
+    """Path of a file shipped under ``medcode/data``."""
+    return Path(str(resources.files("medcode") / "data" / relative))
+
+
+class LineDict(dict):
+    """A mapping read from YAML that remembers the line it started on (1-based)."""
+
+    line: int = 0
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
+    mapping = LineDict(loader.construct_mapping(node, deep=True))
+    mapping.line = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Load a YAML file; mappings come back as :class:`LineDict` carrying their line."""
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return yaml.load(handle, Loader=_LineLoader)
+    except FileNotFoundError:
+        raise DataFileError(path, None, "file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise DataFileError(path, line, f"invalid YAML: {problem}") from None
+
+
+def read_csv_rows(
+    path: str | Path, required: tuple[str, ...]
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield ``(line, row)`` for each data row of a CSV file with the required columns."""
+    path = Path(path)
+    try:
+        handle = path.open(encoding="utf-8", newline="")
+    except FileNotFoundError:
+        raise DataFileError(path, None, "file not found") from None
+    with handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        missing = [name for name in required if name not in header]
+        if missing:
+            raise DataFileError(
+                path, 1, f"missing column(s) {', '.join(missing)}; header is {','.join(header)}"
+            )
+        for row in reader:
+            values = {key: (value or "").strip() for key, value in row.items() if key}
+            if not any(values.values()):
+                continue
+            yield reader.line_num, values

@@ -1,0 +1,60 @@
+"""Walk every code in every shipped data file and check it exists in its code set."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from medcode.datafiles import load_yaml, package_data, read_csv_rows
+from medcode.errors import CodeError
+from medcode.records import System
+from medcode.terminology.lookup import resolve
+
+DATA = package_data("")
+FILES = sorted(p for p in DATA.rglob("*") if p.suffix in {".csv", ".yaml", ".yml"})
+
+
+def codes_in_yaml(node: object, system: str | None = None) -> Iterator[tuple[str, str | None]]:
+    if isinstance(node, dict):
+        system = node.get("system", system)
+        for key, value in node.items():
+            if key == "code" and isinstance(value, str | int):
+                yield str(value), system
+            elif key == "codes" and isinstance(value, list):
+                yield from ((str(v), system) for v in value if isinstance(v, str | int))
+            else:
+                yield from codes_in_yaml(value, system)
+    elif isinstance(node, list):
+        for item in node:
+            yield from codes_in_yaml(item, system)
+
+
+def codes_in(path: Path) -> list[tuple[str, str | None, str]]:
+    if path.suffix == ".csv":
+        return [
+            (row["code"], row.get("system") or None, f"{path.name}:{line}")
+            for line, row in read_csv_rows(path, ("code",))
+        ]
+    return [(code, system, path.name) for code, system in codes_in_yaml(load_yaml(path))]
+
+
+def test_data_files_exist():
+    names = {p.name for p in FILES}
+    assert {"cpt_hcpcs.csv", "advanced_illness.yaml", "frailty.yaml", "chronic.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(DATA)))
+def test_every_code_is_valid(path):
+    entries = codes_in(path)
+    assert entries, f"{path} lists no codes"
+    invalid = []
+    for code, system, where in entries:
+        try:
+            found = resolve(code, System(system) if system else None)
+        except CodeError as exc:
+            invalid.append(f"{where}: {exc}")
+            continue
+        # An unqualified code in these files is ICD-10-CM.
+        if system is None and all(s is not System.ICD10CM for s, _ in found):
+            invalid.append(f"{where}: {code} is not an ICD-10-CM code")
+    assert not invalid, "\n".join(invalid)
