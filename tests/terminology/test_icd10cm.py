@@ -17,7 +17,7 @@ def test_normalize_other_shapes(spelling, expected):
     assert icd10cm.normalize(spelling) == expected
 
 
-@pytest.mark.parametrize("bad", ["XYZ", "E1", "11.22", "E11.2.2", "E1.122", "E11.22345", ""])
+@pytest.mark.parametrize("bad", ["XY", "E1", "11.22", "E11.2.2", "E1.122", "E11.22345", "E-11", ""])
 def test_malformed_codes_raise(bad):
     with pytest.raises(CodeError, match="malformed"):
         icd10cm.normalize(bad)
@@ -138,3 +138,18 @@ def test_with_seventh_pads_with_placeholder_x(code, char, full):
 def test_with_seventh_rejects(code, char, problem):
     with pytest.raises(CodeError, match=problem):
         icd10cm.with_seventh(code, char)
+
+
+def test_letter_in_second_position_april_2026():
+    # QA0: neurodevelopmental disorders related to genetic variants, new in the 2026 tabular.
+    assert icd10cm.normalize("qa00101") == "QA0.0101"
+    assert icd10cm.is_billable("QA0.0101")
+    assert icd10cm.parents("QA0.01") == ["QA0.0", "QA0", "17"]
+    assert not icd10cm.is_valid("XYZ")
+
+
+def test_referenced_codes_ignore_abbreviations_in_parentheses():
+    assert icd10cm.referenced_codes("anaemia (NOS) in AIDS (B20) and (QA0.-)") == [
+        ("B20", "B20"),
+        ("QA0", "QA0"),
+    ]

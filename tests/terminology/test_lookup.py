@@ -30,7 +30,8 @@ def test_system_restriction():
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("XYZ", "malformed code"),
+        ("XYZ", "not an ICD-10-CM code"),
+        ("E1!", "malformed code"),
         ("E11.99", "not an ICD-10-CM code"),
         ("27447", "not in medcode's CPT table"),
         ("", "empty code"),

@@ -17,10 +17,13 @@ from medcode.errors import CodeError
 RELEASE = "April 2026"
 SYSTEM = "ICD-10-CM"
 
-_UNDOTTED = re.compile(r"^[A-Z][0-9][0-9A-Z](?:[0-9A-Z]{1,4})?$")
+# A letter, then letters or digits: since the April 2026 release a category may have a letter
+# second (QA0, neurodevelopmental disorders related to genetic variants).
+_UNDOTTED = re.compile(r"^[A-Z][0-9A-Z]{2}(?:[0-9A-Z]{1,4})?$")
 # A code reference inside a tabular note: "(E10.-)", "(N18.1-N18.6)", "(Z79.4)", "(I12.-, I13.-)".
 _REFERENCE = re.compile(
-    r"\b([A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?)(?:\.-|-(?![A-Z0-9]))?(?:\s*-\s*([A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?))?"
+    r"\b((?:[A-Z][0-9][0-9A-Z]|Q[A-Z][0-9])(?:\.[0-9A-Z]{1,4})?)(?:\.-|-(?![A-Z0-9]))?"
+    r"(?:\s*-\s*((?:[A-Z][0-9][0-9A-Z]|Q[A-Z][0-9])(?:\.[0-9A-Z]{1,4})?))?"
 )
 
 
@@ -45,7 +48,7 @@ def normalize(code: str) -> str:
     if not _UNDOTTED.match(compact):
         raise CodeError(
             code.strip(),
-            "malformed ICD-10-CM code: expected a letter, a digit, then 1 to 5 letters or digits "
+            "malformed ICD-10-CM code: expected a letter then 2 to 6 letters or digits "
             "(e.g. E11.22)",
         )
     return compact if len(compact) == 3 else f"{compact[:3]}.{compact[3:]}"
@@ -94,7 +97,7 @@ def parents(code: str) -> list[str]:
     """Ancestors nearest first: subcategories, category, block (e.g. ``E08-E13``), chapter."""
     dotted = require(code)
     # A few categories share their name with a one-category block (Z66, B20): skip the self-match.
-    return [a for a in _tabular().get_ancestors(dotted) if a != dotted]
+    return [a for a in dict.fromkeys(_tabular().get_ancestors(dotted)) if a != dotted]
 
 
 def children(code: str) -> list[str]:
