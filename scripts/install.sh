@@ -15,6 +15,11 @@ extras="${1:-}"
 python="${PYTHON:-python3}"
 pip_flags=(--quiet --disable-pip-version-check)
 
+pip_install() {
+  # Hide pip's warnings about unreachable local index folders that some machines configure.
+  .venv/bin/python -m pip install "${pip_flags[@]}" "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
   echo "error: medcode needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2
   exit 1
@@ -33,10 +38,10 @@ if [[ ",$extras," == *",train,"* ]]; then
     torch_spec=("torch==2.13.0")
   fi
   echo "installing ${torch_spec[*]}"
-  .venv/bin/python -m pip install "${pip_flags[@]}" "${torch_spec[@]}"
+  pip_install "${torch_spec[@]}"
 fi
 
 target="."
 [ -n "$extras" ] && target=".[$extras]"
 echo "installing medcode${extras:+ [$extras]}"
-.venv/bin/python -m pip install "${pip_flags[@]}" -e "$target"
+pip_install -e "$target"
