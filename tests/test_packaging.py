@@ -20,7 +20,7 @@ def version_tuple(text: str) -> tuple[int, ...]:
 
 @pytest.mark.parametrize("requirement", REQUIREMENTS)
 def test_installed_version_meets_lower_bound(requirement):
-    name, bound = re.match(r"^([A-Za-z0-9_.\-]+)>=([0-9.]+)$", requirement).groups()
+    name, bound = re.match(r"^([A-Za-z0-9_.\-]+)>=([0-9.]+)(?:,<[0-9.]+)?$", requirement).groups()
     try:
         installed = metadata.version(name)
     except metadata.PackageNotFoundError:

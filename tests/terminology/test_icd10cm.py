@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from medcode.errors import CodeError
 from medcode.terminology import icd10cm
@@ -153,3 +155,20 @@ def test_referenced_codes_ignore_abbreviations_in_parentheses():
         ("B20", "B20"),
         ("QA0", "QA0"),
     ]
+
+
+_SAMPLE = icd10cm.all_codes()[::97]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    code=st.sampled_from(_SAMPLE),
+    lower=st.booleans(),
+    drop_dot=st.booleans(),
+    pad=st.sampled_from(["", " ", "  ", "\t"]),
+)
+def test_any_spelling_normalises_back(code, lower, drop_dot, pad):
+    spelled = code.lower() if lower else code
+    spelled = spelled.replace(".", "") if drop_dot else spelled
+    assert icd10cm.normalize(f"{pad}{spelled}{pad}") == code
+    assert icd10cm.is_valid(f"{pad}{spelled}{pad}")

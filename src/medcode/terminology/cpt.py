@@ -89,25 +89,26 @@ class ProcedureCode:
     licensed_description: bool = False
 
 
+def _compact(code: str) -> str:
+    return str(code).strip().upper().replace(" ", "")
+
+
+def looks_like(code: str) -> bool:
+    """Whether ``code`` is spelled like a CPT or HCPCS code."""
+    compact = _compact(code)
+    return bool(_CPT.match(compact) or _HCPCS.match(compact))
+
+
 def normalize(code: str) -> str:
     """Upper-case, stripped form of a CPT/HCPCS code; raise :class:`CodeError` if malformed."""
-    compact = str(code).strip().upper().replace(" ", "")
-    if not (_CPT.match(compact) or _HCPCS.match(compact)):
+    compact = _compact(code)
+    if not looks_like(compact):
         raise CodeError(
             str(code).strip(),
             "malformed CPT/HCPCS code: CPT is 5 digits (99214) or 4 digits and F/T/U, "
             "HCPCS a letter and 4 digits (G0438)",
         )
     return compact
-
-
-def looks_like(code: str) -> bool:
-    """Whether ``code`` is spelled like a CPT or HCPCS code."""
-    try:
-        normalize(code)
-    except CodeError:
-        return False
-    return True
 
 
 def system_of(code: str) -> System:

@@ -55,7 +55,7 @@ def print_code_info(console: Console, info: CodeInfo) -> None:
         console.print(f"  [bold]{_NOTE_TITLES[kind]}[/bold]")
         for note in notes:
             where = "" if note.at == info.code else f" [dim](at {note.at})[/dim]"
-            text = note.text.replace("\n", "; ")
+            text = note.text.replace(":\n", ": ").replace("\n", "; ")
             console.print(f"    - {text}{where}", highlight=False)
     if info.seventh_characters:
         console.print("  [bold]7th character[/bold]")
