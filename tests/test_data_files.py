@@ -14,14 +14,35 @@ DATA = package_data("")
 FILES = sorted(p for p in DATA.rglob("*") if p.suffix in {".csv", ".yaml", ".yml"})
 
 
+# Keys whose values are codes (or FIRST-LAST ranges of categories) in the data files.
+CODE_KEYS = {
+    "code",
+    "codes",
+    "documented",
+    "diagnosis",
+    "symptoms",
+    "range",
+    "base",
+    "with",
+    "etiology",
+    "manifestation",
+    "family",
+    "not_with",
+}
+
+
 def codes_in_yaml(node: object, system: str | None = None) -> Iterator[tuple[str, str | None]]:
     if isinstance(node, dict):
         system = node.get("system", system)
         for key, value in node.items():
-            if key == "code" and isinstance(value, str | int):
-                yield str(value), system
-            elif key == "codes" and isinstance(value, list):
-                yield from ((str(v), system) for v in value if isinstance(v, str | int))
+            if key in CODE_KEYS and isinstance(value, str | int):
+                yield from ((end, system) for end in str(value).split("-"))
+            elif key in CODE_KEYS and isinstance(value, list):
+                for item in value:
+                    if isinstance(item, str | int):
+                        yield from ((end, system) for end in str(item).split("-"))
+                    else:
+                        yield from codes_in_yaml(item, system)
             else:
                 yield from codes_in_yaml(value, system)
     elif isinstance(node, list):

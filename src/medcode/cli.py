@@ -15,6 +15,7 @@ from rich.table import Table
 
 from medcode import __version__
 from medcode.errors import MedcodeError
+from medcode.policy.commands import app as policy_app
 from medcode.records import System
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 codes_app = typer.Typer(help="Look up ICD-10-CM, CPT and HCPCS codes.", no_args_is_help=True)
 app.add_typer(codes_app, name="codes")
+app.add_typer(policy_app, name="policy")
 
 console = Console()
 errors = Console(stderr=True)

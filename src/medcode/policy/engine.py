@@ -1,0 +1,457 @@
+"""The policy engine: turns an :class:`Encounter` into ordered, rule-tagged codes.
+
+Order of the output (docs/policy.md): preventive exam code; the problems that are coded, in
+documented order, each followed by its partners; history codes; long-term drug therapy;
+the E/M code; procedures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from medcode.errors import CodeError
+from medcode.policy import combinations, em, specificity
+from medcode.policy.facts import excludes1_conflict, icd, matches_any, require
+from medcode.policy.rules import RULES
+from medcode.policy.tables import PolicyTables, compact, shipped_tables
+from medcode.records import Code, Encounter, RecordError, Setting, Status, System
+from medcode.terminology import cpt
+
+NOT_CODED = (Status.NEGATED, Status.RULED_OUT, Status.RESOLVED)
+CONFIRMED = (Status.ACTIVE, Status.CHRONIC)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One line of the explanation: a fact, the rule that fired, and what it did."""
+
+    fact: str
+    rule: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyWarning:
+    """A problem with the encounter that did not stop coding (``--strict`` makes it fail)."""
+
+    kind: str
+    message: str
+    fact: str = ""
+
+
+@dataclass(frozen=True)
+class CodingResult:
+    encounter_id: str
+    codes: tuple[Code, ...]
+    warnings: tuple[PolicyWarning, ...]
+    steps: tuple[Step, ...]
+
+    @property
+    def code_list(self) -> list[str]:
+        return [code.code for code in self.codes]
+
+    @property
+    def rules_fired(self) -> set[str]:
+        return {step.rule for step in self.steps}
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.encounter_id,
+            "codes": [
+                {
+                    "code": c.code,
+                    "system": c.system.value,
+                    "description": c.description,
+                    "rule": c.rule,
+                    "source": c.source,
+                }
+                for c in self.codes
+            ],
+            "warnings": [
+                {"kind": w.kind, "message": w.message, "fact": w.fact} for w in self.warnings
+            ],
+        }
+
+
+@dataclass
+class _Item:
+    code: str
+    rule: str
+    fact: str
+    source: str = ""
+
+
+@dataclass
+class _Draft:
+    encounter: Encounter
+    tables: PolicyTables
+    slots: dict[int, list[_Item]] = field(default_factory=dict)
+    history: dict[int, _Item] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)
+    warnings: list[PolicyWarning] = field(default_factory=list)
+
+    def step(self, fact: str, rule: str, message: str) -> None:
+        self.steps.append(Step(fact, rule, message))
+
+    def warn(self, kind: str, fact: str, message: str) -> None:
+        self.warnings.append(PolicyWarning(kind, message, fact))
+
+
+def _fact(index: int, problem) -> str:
+    return f"problems[{index}] {problem.code} ({problem.status.value})"
+
+
+def _symptom_codes(draft: _Draft, index: int, problem) -> list[str]:
+    codes = []
+    for j, symptom in enumerate(problem.symptoms):
+        where = f"encounter.problems[{index}].symptoms[{j}]"
+        try:
+            codes.extend(specificity.resolve(require(symptom)).codes)
+        except CodeError as exc:
+            raise RecordError(where, str(exc)) from None
+    return codes
+
+
+def _history_item(draft: _Draft, index: int, problem, code: str) -> None:
+    family = problem.status is Status.FAMILY_HISTORY
+    rule = "history.family" if family else "history.personal"
+    entry = draft.tables.history_entry(code, family)
+    fact = _fact(index, problem)
+    if entry is None:
+        draft.warn(
+            "history", fact, f"no {'family' if family else 'personal'}-history code for {code}"
+        )
+        return
+    draft.history[index] = _Item(entry.code, rule, fact, entry.source)
+    draft.step(fact, rule, f"{entry.label} -> {entry.code}")
+
+
+def _first_pass(draft: _Draft) -> list[combinations.Confirmed]:
+    """Status rules, specificity and organism for each problem; returns the confirmed ones."""
+    encounter = draft.encounter
+    confirmed: list[combinations.Confirmed] = []
+    for index, problem in enumerate(encounter.problems):
+        fact = _fact(index, problem)
+        where = f"encounter.problems[{index}]"
+        try:
+            documented = require(problem.code)
+        except CodeError as exc:
+            raise RecordError(f"{where}.code", str(exc)) from None
+        status = problem.status
+        if status in NOT_CODED:
+            draft.step(fact, "status.not_coded", f"{status.value}: not coded")
+            continue
+        if status in (Status.HISTORY, Status.FAMILY_HISTORY):
+            _history_item(draft, index, problem, documented)
+            continue
+        symptoms = _symptom_codes(draft, index, problem)
+        if status is Status.UNCERTAIN and encounter.setting is not Setting.INPATIENT:
+            draft.slots[index] = [_Item(c, "status.uncertain_outpatient", fact) for c in symptoms]
+            if symptoms:
+                draft.step(
+                    fact,
+                    "status.uncertain_outpatient",
+                    f"uncertain in {encounter.setting.value}: symptoms {', '.join(symptoms)}",
+                )
+            else:
+                draft.warn(
+                    "uncertain_no_symptoms",
+                    fact,
+                    f"uncertain {documented} with no documented symptom: nothing coded",
+                )
+            continue
+        try:
+            resolved = specificity.resolve(
+                documented, laterality=problem.laterality, episode=problem.episode
+            )
+        except CodeError as exc:
+            raise RecordError(where, str(exc)) from None
+        for kind, message in resolved.warnings:
+            draft.warn(kind, fact, message)
+        base_rule = (
+            "status.uncertain_inpatient" if status is Status.UNCERTAIN else "diagnosis.documented"
+        )
+        rule = resolved.rules[-1] if resolved.rules else base_rule
+        for applied in dict.fromkeys(resolved.rules):
+            draft.step(fact, applied, f"{documented} -> {', '.join(resolved.codes)}")
+        draft.step(fact, base_rule, f"coded {', '.join(resolved.codes)}")
+        items = [_Item(c, rule, fact) for c in resolved.codes]
+        if symptoms:
+            draft.step(
+                fact,
+                "integral.symptoms",
+                f"symptoms {', '.join(symptoms)} are part of {documented}: not coded",
+            )
+        if problem.organism:
+            items.extend(_organism(draft, index, problem, resolved.codes[0], fact))
+        draft.slots[index] = items
+        confirmed.append(
+            combinations.Confirmed(index, documented, list(resolved.codes), problem.linked_to)
+        )
+    return confirmed
+
+
+_ORGANISM_RANGE = ("B95", "B97")
+
+
+def _organism(draft: _Draft, index: int, problem, code: str, fact: str) -> list[_Item]:
+    where = f"encounter.problems[{index}].organism"
+    try:
+        organism = require(problem.organism)
+    except CodeError as exc:
+        raise RecordError(where, str(exc)) from None
+    if not ("B95" <= compact(organism)[:3] <= "B97") or not icd(organism).billable:
+        raise RecordError(where, f"{organism} is not a billable B95-B97 infectious-agent code")
+    if not matches_any(organism, icd(code).additional):
+        draft.warn(
+            "organism",
+            fact,
+            f"{code} does not take an additional organism code; {organism} not coded",
+        )
+        return []
+    draft.step(fact, "partner.organism", f"{organism} after {code} (use additional code)")
+    return [_Item(organism, "partner.organism", fact)]
+
+
+def _integral(
+    draft: _Draft, confirmed: list[combinations.Confirmed]
+) -> list[combinations.Confirmed]:
+    """Drop confirmed symptom problems routinely part of another confirmed diagnosis."""
+    kept = []
+    for problem in confirmed:
+        host = next(
+            (
+                (other, entry)
+                for entry in draft.tables.integral_hosts(problem.codes[0])
+                for other in confirmed
+                if other is not problem
+                and any(s.matches(compact(other.codes[0])) for s in entry.diagnosis)
+            ),
+            None,
+        )
+        if host is None:
+            kept.append(problem)
+            continue
+        other, entry = host
+        fact = _fact(problem.index, draft.encounter.problems[problem.index])
+        draft.slots[problem.index] = []
+        draft.step(
+            fact,
+            "integral.symptoms",
+            f"{problem.codes[0]} is part of {other.codes[0]} ({entry.label}): not coded",
+        )
+    return kept
+
+
+def _apply_merges(draft: _Draft, confirmed: list[combinations.Confirmed]) -> None:
+    merges = combinations.table_merges(draft.tables.combinations, confirmed)
+    hypertension = combinations.hypertension_merge(confirmed)
+    if hypertension:
+        merges.append(hypertension)
+    by_base: dict[int, list[combinations.Merge]] = {}
+    for merge in merges:
+        by_base.setdefault(merge.base, []).append(merge)
+    consumed = {index for merge in merges for index in merge.consumed}
+    for base, group in by_base.items():
+        problem = draft.encounter.problems[base]
+        fact = _fact(base, problem)
+        old = draft.slots.get(base, [])
+        combined: list[_Item] = []
+        for merge in group:
+            combined.append(_Item(merge.code, merge.rule, fact, merge.source))
+            draft.step(fact, merge.rule, f"{merge.code} ({merge.source})")
+            for partner in merge.partners:
+                combined.append(_Item(partner, "combination.partner", fact))
+                draft.step(fact, "combination.partner", f"{partner} kept after {merge.code}")
+        replace = all(merge.replaces_base for merge in group)
+        # The base's own partners (e.g. organism) stay after the combination codes.
+        head, tail = old[:1], old[1:]
+        draft.slots[base] = (combined + tail) if replace else (head + combined + tail)
+    for index in consumed - set(by_base):
+        draft.slots[index] = [item for item in draft.slots.get(index, [])[1:]]
+
+
+def _manifestations(draft: _Draft, confirmed: list[combinations.Confirmed]) -> None:
+    documented = [compact(c) for p in confirmed for c in p.codes]
+    for problem in confirmed:
+        key = compact(problem.codes[0])
+        for entry in draft.tables.manifestations:
+            if not entry.etiology.matches(key):
+                continue
+            if any(entry.family.matches(code) for code in documented):
+                continue
+            fact = _fact(problem.index, draft.encounter.problems[problem.index])
+            slot = draft.slots.setdefault(problem.index, [])
+            slot.insert(1, _Item(entry.manifestation, "partner.manifestation", fact, entry.source))
+            draft.step(fact, "partner.manifestation", f"{entry.manifestation} ({entry.label})")
+
+
+def _code_first(draft: _Draft, items: list[_Item]) -> list[_Item]:
+    """Move a code with a 'code first' note after the underlying condition it names."""
+    ordered = list(items)
+    for item in list(ordered):
+        specs = icd(item.code).code_first
+        if not specs:
+            continue
+        position = ordered.index(item)
+        if any(matches_any(other.code, specs) for other in ordered[:position]):
+            continue
+        later = [
+            j for j in range(position + 1, len(ordered)) if matches_any(ordered[j].code, specs)
+        ]
+        if later:
+            target = ordered[later[0]]
+            ordered.remove(item)
+            ordered.insert(ordered.index(target) + 1, item)
+            draft.step(
+                item.fact,
+                "sequencing.code_first",
+                f"{item.code} placed after {target.code} (code first)",
+            )
+    return ordered
+
+
+def _excludes1(draft: _Draft, items: list[_Item]) -> list[_Item]:
+    kept: list[_Item] = []
+    for item in items:
+        clash = next((k for k in kept if excludes1_conflict(k.code, item.code)), None)
+        if clash is None:
+            kept.append(item)
+            continue
+        draft.step(item.fact, "edit.excludes1", f"{item.code} dropped: Excludes1 with {clash.code}")
+        draft.warn(
+            "excludes1",
+            item.fact,
+            f"{item.code} and {clash.code} are Excludes1: {item.code} not assigned",
+        )
+    return kept
+
+
+def _edits(draft: _Draft, items: list[_Item]) -> None:
+    patient = draft.encounter.patient
+    for item in items:
+        sex_edits, age_edits = draft.tables.edits_for(item.code)
+        for edit in sex_edits:
+            if edit.sex != patient.sex.value:
+                draft.step(item.fact, "edit.sex", f"{item.code}: {edit.label} ({edit.sex} only)")
+                draft.warn(
+                    "sex",
+                    item.fact,
+                    f"{item.code} ({edit.label}) is for {edit.sex} patients; patient is "
+                    f"{patient.sex.value}",
+                )
+        for edit in age_edits:
+            low = edit.min_age if edit.min_age is not None else 0
+            high = edit.max_age if edit.max_age is not None else 200
+            if not low <= patient.age <= high:
+                draft.step(item.fact, "edit.age", f"{item.code}: {edit.label} (age {low}-{high})")
+                draft.warn(
+                    "age",
+                    item.fact,
+                    f"{item.code} ({edit.label}) is for ages {low}-{high}; patient is "
+                    f"{patient.age}",
+                )
+
+
+def _medications(draft: _Draft, coded: list[_Item]) -> list[_Item]:
+    items = []
+    for index, medication in enumerate(draft.encounter.medications):
+        fact = f"medications[{index}] {medication.drug_class}"
+        entry = draft.tables.medications.get(medication.drug_class)
+        if entry is None:
+            known = ", ".join(sorted(draft.tables.medications))
+            raise RecordError(
+                f"encounter.medications[{index}].class",
+                f"unknown class {medication.drug_class!r}; one of {known}",
+            )
+        blocker = next((c.code for c in coded if matches_any(c.code, entry.not_with)), None)
+        if blocker:
+            draft.step(fact, "medication.z79", f"{entry.code} not assigned with {blocker}")
+            continue
+        items.append(_Item(entry.code, "medication.z79", fact, entry.source))
+        draft.step(fact, "medication.z79", f"{entry.label} -> {entry.code}")
+    return items
+
+
+def _procedures(draft: _Draft) -> list[Code]:
+    table = cpt.procedure_table()
+    codes = []
+    for index, procedure in enumerate(draft.encounter.procedures):
+        try:
+            entry = table.require(procedure.code)
+        except CodeError as exc:
+            raise RecordError(f"encounter.procedures[{index}].code", str(exc)) from None
+        rule = RULES["procedure.documented"]
+        codes.append(Code(entry.code, entry.system, entry.description, rule.id, rule.source))
+        draft.step(f"procedures[{index}] {entry.code}", rule.id, entry.description)
+    return codes
+
+
+def _dedupe(items: list[_Item]) -> list[_Item]:
+    seen: set[str] = set()
+    unique = []
+    for item in items:
+        if item.code not in seen:
+            seen.add(item.code)
+            unique.append(item)
+    return unique
+
+
+def _icd_code(item: _Item) -> Code:
+    return Code(
+        item.code,
+        System.ICD10CM,
+        icd(item.code).description,
+        item.rule,
+        item.source or RULES[item.rule].source,
+    )
+
+
+def emittable_codes(tables: PolicyTables | None = None) -> set[str]:
+    """Every ICD-10-CM code the rules themselves can emit (documented codes aside, which
+    :mod:`specificity` always completes to a billable code or rejects)."""
+    tables = tables or shipped_tables()
+    return (
+        tables.emittable_codes()
+        | set(combinations.HYPERTENSION.values())
+        | set(em.EXAM_CODES.values())
+    )
+
+
+def code(encounter: Encounter, tables: PolicyTables | None = None) -> CodingResult:
+    """Code one encounter. Raises :class:`RecordError` for a malformed encounter (nothing is
+    half-coded); edit failures come back as warnings."""
+    draft = _Draft(encounter, tables or shipped_tables())
+    confirmed = _first_pass(draft)
+    confirmed = _integral(draft, confirmed)
+    _apply_merges(draft, confirmed)
+    _manifestations(draft, confirmed)
+
+    conditions = [item for index in sorted(draft.slots) for item in draft.slots[index]]
+    conditions = _code_first(draft, _dedupe(conditions))
+    history = [draft.history[index] for index in sorted(draft.history)]
+    items: list[_Item] = []
+    exam = em.exam_code(encounter)
+    if exam:
+        items.append(_Item(exam, "preventive.exam", f"visit {encounter.visit.kind.value}"))
+        draft.step(f"visit {encounter.visit.kind.value}", "preventive.exam", f"{exam} first")
+    items += conditions + history
+    items += _medications(draft, items)
+    items = _excludes1(draft, _dedupe(items))
+    _edits(draft, items)
+
+    codes = [_icd_code(item) for item in items]
+    choice = em.choose(encounter)
+    visit_fact = f"visit {encounter.visit.kind.value}"
+    if choice.warning:
+        draft.warn("em", visit_fact, choice.warning)
+    if choice.code:
+        entry = cpt.procedure_table().require(choice.code)
+        codes.append(
+            Code(
+                entry.code, entry.system, entry.description, choice.rule, RULES[choice.rule].source
+            )
+        )
+        draft.step(visit_fact, choice.rule, f"{entry.code}: {choice.reason}")
+    codes += _procedures(draft)
+    return CodingResult(encounter.id, tuple(codes), tuple(draft.warnings), tuple(draft.steps))

@@ -1,0 +1,62 @@
+"""Cached per-code facts from the tabular, so coding 100,000 encounters stays fast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from medcode.policy.tables import CodeSpec, compact
+from medcode.terminology import icd10cm
+
+
+@dataclass(frozen=True, slots=True)
+class IcdFacts:
+    code: str
+    compact: str
+    billable: bool
+    description: str
+    excludes1: tuple[CodeSpec, ...]
+    additional: tuple[CodeSpec, ...]
+    code_first: tuple[CodeSpec, ...]
+
+
+def _specs(notes: list[icd10cm.Note]) -> tuple[CodeSpec, ...]:
+    return tuple(
+        CodeSpec(compact(first), compact(last), f"{first}-{last}")
+        for note in notes
+        for first, last in note.references()
+    )
+
+
+@cache
+def icd(code: str) -> IcdFacts:
+    """Facts of a valid ICD-10-CM code (normalised, dotted)."""
+    return IcdFacts(
+        code=code,
+        compact=compact(code),
+        billable=icd10cm.is_billable(code),
+        description=icd10cm.description(code),
+        excludes1=_specs(icd10cm.excludes1(code)),
+        additional=_specs(icd10cm.use_additional_code(code)),
+        code_first=_specs(icd10cm.code_first(code)),
+    )
+
+
+@cache
+def require(code: str) -> str:
+    """Normalised valid code, cached (raises :class:`CodeError`)."""
+    return icd10cm.require(code)
+
+
+@cache
+def excludes1_conflict(first: str, second: str) -> bool:
+    """Whether an Excludes1 note of either code covers the other."""
+    a, b = icd(first), icd(second)
+    return any(spec.matches(b.compact) for spec in a.excludes1) or any(
+        spec.matches(a.compact) for spec in b.excludes1
+    )
+
+
+def matches_any(code: str, specs: tuple[CodeSpec, ...]) -> bool:
+    key = compact(code)
+    return any(spec.matches(key) for spec in specs)

@@ -1,0 +1,156 @@
+"""The registry of policy rules: id, guideline section and what each does."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GUIDELINES = "ICD-10-CM Official Guidelines for Coding and Reporting FY2026"
+EM_GUIDELINES = "AMA CPT E/M Services Guidelines (2023 revision)"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    section: str
+    summary: str
+
+    @property
+    def source(self) -> str:
+        return self.section
+
+
+def _rules(*rules: Rule) -> dict[str, Rule]:
+    return {rule.id: rule for rule in rules}
+
+
+RULES = _rules(
+    Rule(
+        "diagnosis.documented",
+        f"{GUIDELINES} I.B.1, IV.C",
+        "a confirmed problem is coded to the documented condition",
+    ),
+    Rule(
+        "specificity.default",
+        f"{GUIDELINES} I.A.9, I.B.2",
+        "a non-billable documented code takes its 'unspecified' child",
+    ),
+    Rule("laterality", f"{GUIDELINES} I.B.13", "documented side selects the lateral code"),
+    Rule(
+        "episode.seventh",
+        f"{GUIDELINES} I.A.17, I.C.19.a",
+        "episode of care gives the 7th character, padded with placeholder X",
+    ),
+    Rule(
+        "combination.diabetes",
+        f"{GUIDELINES} I.A.15, I.C.4.a",
+        "diabetes 'with' a listed complication becomes the combination code",
+    ),
+    Rule(
+        "combination.hypertension",
+        f"{GUIDELINES} I.C.9.a.1-3",
+        "hypertension with heart failure and/or CKD becomes I11/I12/I13",
+    ),
+    Rule(
+        "combination.copd",
+        f"{GUIDELINES} I.C.10.a",
+        "COPD with a lower respiratory infection becomes J44.0",
+    ),
+    Rule(
+        "combination.partner",
+        f"{GUIDELINES} I.A.12.a, I.A.13",
+        "the use-additional-code partner of a combination code is kept after it",
+    ),
+    Rule(
+        "status.uncertain_outpatient",
+        f"{GUIDELINES} IV.H",
+        "outpatient uncertain diagnosis: code the documented symptoms",
+    ),
+    Rule(
+        "status.uncertain_inpatient",
+        f"{GUIDELINES} II.H",
+        "inpatient uncertain diagnosis at discharge: code as if established",
+    ),
+    Rule(
+        "status.not_coded",
+        f"{GUIDELINES} IV.H, IV.J, I.C.21.c.4",
+        "negated, ruled-out and resolved conditions are not coded",
+    ),
+    Rule(
+        "history.personal",
+        f"{GUIDELINES} I.C.21.c.4, I.C.2.d",
+        "a personal history gives its history code",
+    ),
+    Rule("history.family", f"{GUIDELINES} I.C.21.c.4", "a family history gives its Z80-Z84 code"),
+    Rule(
+        "integral.symptoms",
+        f"{GUIDELINES} I.B.4-5",
+        "signs and symptoms routinely part of a confirmed diagnosis are not coded",
+    ),
+    Rule(
+        "partner.organism",
+        f"{GUIDELINES} I.C.1.b; tabular B95-B97",
+        "the infectious agent is coded after the infection when the tabular asks",
+    ),
+    Rule(
+        "partner.manifestation",
+        f"{GUIDELINES} I.A.13",
+        "an etiology paired with a manifestation in the index gets the manifestation",
+    ),
+    Rule(
+        "sequencing.code_first",
+        f"{GUIDELINES} I.A.13",
+        "a code with a 'code first' note follows the underlying condition",
+    ),
+    Rule(
+        "medication.z79",
+        f"{GUIDELINES} I.C.21.c.3, I.C.4.a.3",
+        "long-term drug therapy codes from current medications",
+    ),
+    Rule(
+        "preventive.exam",
+        f"{GUIDELINES} I.C.21.c.13",
+        "preventive and wellness visits start with the general-examination code",
+    ),
+    Rule(
+        "edit.excludes1",
+        f"{GUIDELINES} I.A.12.a",
+        "two codes in an Excludes1 relation are never both assigned",
+    ),
+    Rule(
+        "edit.sex",
+        "CMS Medicare Code Editor, sex conflict edits",
+        "a code inconsistent with the patient's sex is reported",
+    ),
+    Rule(
+        "edit.age",
+        "CMS Medicare Code Editor, age conflict edits",
+        "a code inconsistent with the patient's age is reported",
+    ),
+    Rule(
+        "em.office",
+        f"{EM_GUIDELINES}: office or other outpatient",
+        "office/telehealth level from new or established and MDM or total time",
+    ),
+    Rule("em.emergency", f"{EM_GUIDELINES}: emergency department", "ED level from MDM"),
+    Rule(
+        "em.hospital",
+        f"{EM_GUIDELINES}: hospital inpatient and observation",
+        "hospital admission or subsequent level from MDM or time",
+    ),
+    Rule(
+        "em.discharge",
+        f"{EM_GUIDELINES}: hospital discharge",
+        "discharge day 99238 (30 minutes or less) or 99239 (more than 30)",
+    ),
+    Rule(
+        "em.preventive",
+        "AMA CPT Preventive Medicine Services",
+        "age-banded preventive medicine visit, new or established",
+    ),
+    Rule(
+        "em.annual_wellness",
+        "CMS Medicare annual wellness visit (42 CFR 410.15)",
+        "G0438 first annual wellness visit, G0439 subsequent",
+    ),
+    Rule("procedure.documented", "AMA CPT / CMS HCPCS", "documented procedures, in order"),
+)

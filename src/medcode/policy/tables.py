@@ -1,0 +1,353 @@
+"""The policy's data tables (``data/policy/*.yaml``), loaded into typed records and validated.
+
+Codes in the tables are ICD-10-CM codes or categories (matching themselves and every code
+below them) or ranges ``FIRST-LAST`` of categories.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from medcode.datafiles import LineDict, load_yaml, package_data
+from medcode.errors import CodeError, DataFileError
+from medcode.terminology import icd10cm
+
+
+@dataclass(frozen=True, slots=True)
+class CodeSpec:
+    """One code, category or range of categories, in compact form (no dots)."""
+
+    first: str
+    last: str
+    text: str
+
+    @property
+    def specificity(self) -> int:
+        """Longer codes are more specific; a range is less specific than any single code,
+        and a narrower range more specific than a wider one."""
+        if self.first == self.last:
+            return len(self.first)
+        return -(int(self.last[:3], 36) - int(self.first[:3], 36))
+
+    def matches(self, compact: str) -> bool:
+        if self.first == self.last:
+            return compact.startswith(self.first)
+        return self.first <= compact[: len(self.first)] and compact[: len(self.last)] <= self.last
+
+
+def compact(code: str) -> str:
+    return code.replace(".", "")
+
+
+def parse_spec(path: Path, line: int, text: object) -> CodeSpec:
+    raw = str(text).strip()
+    parts = raw.split("-") if "-" in raw else [raw, raw]
+    if len(parts) != 2:
+        raise DataFileError(path, line, f"invalid code or range {raw!r}")
+    try:
+        first, last = (icd10cm.require(part) for part in parts)
+    except CodeError as exc:
+        raise DataFileError(path, line, f"invalid code {exc.code!r}: {exc.problem}") from None
+    return CodeSpec(compact(first), compact(last), raw)
+
+
+def billable(path: Path, line: int, text: object) -> str:
+    try:
+        code = icd10cm.require(str(text))
+    except CodeError as exc:
+        raise DataFileError(path, line, f"invalid code {exc.code!r}: {exc.problem}") from None
+    if not icd10cm.is_billable(code):
+        raise DataFileError(path, line, f"code {code} is not billable")
+    return code
+
+
+def _items(path: Path, data: object, key: str | None = None) -> list[LineDict]:
+    node = data.get(key) if key and isinstance(data, dict) else data
+    if not isinstance(node, list) or not all(isinstance(item, LineDict) for item in node):
+        where = f"'{key}'" if key else "the file"
+        raise DataFileError(
+            path, getattr(data, "line", None), f"{where} must be a list of mappings"
+        )
+    return node
+
+
+def _text(path: Path, item: LineDict, key: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise DataFileError(path, item.line, f"missing or empty {key!r}")
+    return value.strip()
+
+
+def _specs(path: Path, item: LineDict, key: str) -> tuple[CodeSpec, ...]:
+    value = item.get(key)
+    values = value if isinstance(value, list) else [value]
+    if value is None or not values:
+        raise DataFileError(path, item.line, f"missing {key!r}")
+    return tuple(parse_spec(path, item.line, v) for v in values)
+
+
+@dataclass(frozen=True, slots=True)
+class Combination:
+    id: str
+    rule: str
+    base: tuple[CodeSpec, ...]
+    with_: tuple[CodeSpec, ...]
+    suffix: str
+    keep_partner: bool
+    label: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    documented: CodeSpec
+    code: str
+    label: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationEntry:
+    drug_class: str
+    code: str
+    not_with: tuple[CodeSpec, ...]
+    label: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class IntegralEntry:
+    diagnosis: tuple[CodeSpec, ...]
+    symptoms: tuple[CodeSpec, ...]
+    label: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Manifestation:
+    etiology: CodeSpec
+    manifestation: str
+    family: CodeSpec
+    label: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class SexEdit:
+    spec: CodeSpec
+    sex: str
+    label: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgeEdit:
+    spec: CodeSpec
+    min_age: int | None
+    max_age: int | None
+    label: str
+    source: str
+
+
+@dataclass
+class PolicyTables:
+    combinations: tuple[Combination, ...]
+    personal_history: tuple[HistoryEntry, ...]
+    family_history: tuple[HistoryEntry, ...]
+    medications: dict[str, MedicationEntry]
+    integral: tuple[IntegralEntry, ...]
+    manifestations: tuple[Manifestation, ...]
+    sex_edits: tuple[SexEdit, ...]
+    age_edits: tuple[AgeEdit, ...]
+    _memo: dict[tuple[str, str], object] = field(default_factory=dict, repr=False, compare=False)
+
+    def _memoized(self, kind: str, code: str, compute):
+        key = (kind, code)
+        if key not in self._memo:
+            self._memo[key] = compute(compact(code))
+        return self._memo[key]
+
+    def edits_for(self, code: str) -> tuple[tuple[SexEdit, ...], tuple[AgeEdit, ...]]:
+        """The sex and age edits that apply to ``code``."""
+        return self._memoized(
+            "edits",
+            code,
+            lambda key: (
+                tuple(e for e in self.sex_edits if e.spec.matches(key)),
+                tuple(e for e in self.age_edits if e.spec.matches(key)),
+            ),
+        )
+
+    def integral_hosts(self, code: str) -> tuple[IntegralEntry, ...]:
+        """The integral-symptom entries listing ``code`` as a symptom."""
+        return self._memoized(
+            "integral",
+            code,
+            lambda key: tuple(e for e in self.integral if any(s.matches(key) for s in e.symptoms)),
+        )
+
+    def history_entry(self, code: str, family: bool) -> HistoryEntry | None:
+        """The most specific personal- or family-history entry for ``code``."""
+        entries = self.family_history if family else self.personal_history
+
+        def best(key: str) -> HistoryEntry | None:
+            found = [e for e in entries if e.documented.matches(key)]
+            return max(found, key=lambda e: e.documented.specificity) if found else None
+
+        return self._memoized("family" if family else "personal", code, best)
+
+    def emittable_codes(self) -> set[str]:
+        """Every ICD-10-CM code these tables can make the engine emit."""
+        codes = {entry.code for entry in (*self.personal_history, *self.family_history)}
+        codes |= {entry.code for entry in self.medications.values()}
+        codes |= {entry.manifestation for entry in self.manifestations}
+        for combination in self.combinations:
+            for base in combination.base:
+                codes.add(icd10cm.normalize(base.first + combination.suffix.lstrip(".")))
+        return codes
+
+
+def load_combinations(path: Path) -> tuple[Combination, ...]:
+    found = []
+    for item in _items(path, load_yaml(path)):
+        partner = _text(path, item, "partner")
+        if partner not in ("keep", "drop"):
+            raise DataFileError(path, item.line, f"partner {partner!r} must be keep or drop")
+        combination = Combination(
+            id=_text(path, item, "id"),
+            rule=_text(path, item, "rule"),
+            base=_specs(path, item, "base"),
+            with_=_specs(path, item, "with"),
+            suffix=_text(path, item, "suffix"),
+            keep_partner=partner == "keep",
+            label=_text(path, item, "label"),
+            source=_text(path, item, "source"),
+        )
+        for base in combination.base:
+            billable(path, item.line, base.first + combination.suffix.lstrip("."))
+        found.append(combination)
+    return tuple(found)
+
+
+def _history(path: Path, data: object, key: str) -> tuple[HistoryEntry, ...]:
+    entries = []
+    seen: dict[str, int] = {}
+    for item in _items(path, data, key):
+        spec = parse_spec(path, item.line, item.get("documented"))
+        if spec.text in seen:
+            raise DataFileError(
+                path, item.line, f"{spec.text} already listed on line {seen[spec.text]}"
+            )
+        seen[spec.text] = item.line
+        entries.append(
+            HistoryEntry(
+                spec,
+                billable(path, item.line, item.get("code")),
+                _text(path, item, "label"),
+                _text(path, item, "source"),
+            )
+        )
+    return tuple(entries)
+
+
+def load_medications(path: Path) -> dict[str, MedicationEntry]:
+    found: dict[str, MedicationEntry] = {}
+    for item in _items(path, load_yaml(path)):
+        drug_class = _text(path, item, "class")
+        if drug_class in found:
+            raise DataFileError(path, item.line, f"class {drug_class!r} listed twice")
+        not_with = item.get("not_with") or []
+        found[drug_class] = MedicationEntry(
+            drug_class,
+            billable(path, item.line, item.get("code")),
+            tuple(parse_spec(path, item.line, v) for v in not_with),
+            _text(path, item, "label"),
+            _text(path, item, "source"),
+        )
+    return found
+
+
+def load_integral(path: Path) -> tuple[IntegralEntry, ...]:
+    return tuple(
+        IntegralEntry(
+            _specs(path, item, "diagnosis"),
+            _specs(path, item, "symptoms"),
+            _text(path, item, "label"),
+            _text(path, item, "source"),
+        )
+        for item in _items(path, load_yaml(path))
+    )
+
+
+def load_manifestations(path: Path) -> tuple[Manifestation, ...]:
+    return tuple(
+        Manifestation(
+            parse_spec(path, item.line, item.get("etiology")),
+            billable(path, item.line, item.get("manifestation")),
+            parse_spec(path, item.line, item.get("family")),
+            _text(path, item, "label"),
+            _text(path, item, "source"),
+        )
+        for item in _items(path, load_yaml(path))
+    )
+
+
+def _age(path: Path, item: LineDict, key: str) -> int | None:
+    value = item.get(key)
+    if value is not None and (not isinstance(value, int) or value < 0):
+        raise DataFileError(path, item.line, f"{key} must be a whole number of years or null")
+    return value
+
+
+def load_edits(path: Path) -> tuple[tuple[SexEdit, ...], tuple[AgeEdit, ...]]:
+    data = load_yaml(path)
+    sex = []
+    for item in _items(path, data, "sex"):
+        value = _text(path, item, "sex")
+        if value not in ("F", "M"):
+            raise DataFileError(path, item.line, f"sex {value!r} must be F or M")
+        sex.append(
+            SexEdit(
+                parse_spec(path, item.line, item.get("range")),
+                value,
+                _text(path, item, "label"),
+                _text(path, item, "source"),
+            )
+        )
+    age = [
+        AgeEdit(
+            parse_spec(path, item.line, item.get("range")),
+            _age(path, item, "min"),
+            _age(path, item, "max"),
+            _text(path, item, "label"),
+            _text(path, item, "source"),
+        )
+        for item in _items(path, data, "age")
+    ]
+    return tuple(sex), tuple(age)
+
+
+def load_tables(directory: str | Path | None = None) -> PolicyTables:
+    """Load and validate every policy table (default: the shipped ``data/policy``)."""
+    folder = Path(directory) if directory else package_data("policy")
+    history = load_yaml(folder / "history.yaml")
+    history_path = folder / "history.yaml"
+    sex, age = load_edits(folder / "edits.yaml")
+    return PolicyTables(
+        combinations=load_combinations(folder / "combinations.yaml"),
+        personal_history=_history(history_path, history, "personal"),
+        family_history=_history(history_path, history, "family"),
+        medications=load_medications(folder / "medications.yaml"),
+        integral=load_integral(folder / "integral_symptoms.yaml"),
+        manifestations=load_manifestations(folder / "manifestations.yaml"),
+        sex_edits=sex,
+        age_edits=age,
+    )
+
+
+@cache
+def shipped_tables() -> PolicyTables:
+    """The shipped tables, loaded once."""
+    return load_tables()
