@@ -107,6 +107,7 @@ def test_demo_tours_the_code_sets(monkeypatch, capsys):
     code, out, _ = run(monkeypatch, capsys, "demo")
     assert code == 0
     assert "S72.001A" in out and "T36.0X5A" in out and "HCC 37" in out
+    assert "combination.diabetes" in out and "I12.9" in out
 
 
 def test_console_script_exit_status():

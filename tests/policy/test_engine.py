@@ -103,3 +103,10 @@ def test_walk_tabular_defaults_are_billable():
         except CodeError:
             continue
         assert all(icd10cm.is_billable(c) for c in result.codes), category
+
+
+def test_packaged_example_is_the_documented_example():
+    from medcode.datafiles import load_yaml, package_data
+
+    packaged = Encounter.from_dict(load_yaml(package_data("examples/encounter.yaml")))
+    assert packaged == encounter()

@@ -114,8 +114,12 @@ EXAM_CODES = {
 
 def exam_code(encounter: Encounter) -> str | None:
     """The general-examination Z00 code of a preventive or wellness visit (I.C.21.c.13):
-    adult 18+ or child; 'with abnormal findings' when a problem is a new (active) finding."""
+    adult 18+ or child; 'with abnormal findings' when a problem is a new (active) finding.
+    Z codes (an immunisation, a screening) are reasons for the visit, not findings."""
     if encounter.visit.kind not in (VisitKind.PREVENTIVE, VisitKind.ANNUAL_WELLNESS):
         return None
-    abnormal = any(problem.status is Status.ACTIVE for problem in encounter.problems)
+    abnormal = any(
+        problem.status is Status.ACTIVE and not problem.code.strip().upper().startswith("Z")
+        for problem in encounter.problems
+    )
     return EXAM_CODES[(encounter.patient.age >= 18, abnormal)]

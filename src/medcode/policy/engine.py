@@ -287,7 +287,8 @@ def _manifestations(draft: _Draft, confirmed: list[combinations.Confirmed]) -> N
 
 
 def _code_first(draft: _Draft, items: list[_Item]) -> list[_Item]:
-    """Move a code with a 'code first' note after the underlying condition it names."""
+    """A code with a 'code first' note (a manifestation) never precedes the underlying
+    condition it names: that condition is moved to just before it (I.A.13)."""
     ordered = list(items)
     for item in list(ordered):
         specs = icd(item.code).code_first
@@ -296,19 +297,39 @@ def _code_first(draft: _Draft, items: list[_Item]) -> list[_Item]:
         position = ordered.index(item)
         if any(matches_any(other.code, specs) for other in ordered[:position]):
             continue
-        later = [
-            j for j in range(position + 1, len(ordered)) if matches_any(ordered[j].code, specs)
-        ]
+        later = [o for o in ordered[position + 1 :] if matches_any(o.code, specs)]
         if later:
-            target = ordered[later[0]]
-            ordered.remove(item)
-            ordered.insert(ordered.index(target) + 1, item)
+            underlying = later[0]
+            ordered.remove(underlying)
+            ordered.insert(ordered.index(item), underlying)
             draft.step(
                 item.fact,
                 "sequencing.code_first",
-                f"{item.code} placed after {target.code} (code first)",
+                f"{underlying.code} placed before {item.code} (code first)",
             )
     return ordered
+
+
+def _is_external_cause(code: str) -> bool:
+    return "V00" <= code[:3] <= "Y99"
+
+
+def _external_cause_not_first(draft: _Draft, items: list[_Item]) -> list[_Item]:
+    """An external cause code is never first-listed (I.C.20.a.6): leading external cause
+    codes move to just after the first other code."""
+    lead = 0
+    while lead < len(items) and _is_external_cause(items[lead].code):
+        lead += 1
+    if lead == 0 or lead == len(items):
+        return items
+    moved = items[:lead]
+    for item in moved:
+        draft.step(
+            item.fact,
+            "sequencing.external_cause",
+            f"{item.code} placed after {items[lead].code}: never first-listed",
+        )
+    return [items[lead], *moved, *items[lead + 1 :]]
 
 
 def _excludes1(draft: _Draft, items: list[_Item]) -> list[_Item]:
@@ -429,6 +450,7 @@ def code(encounter: Encounter, tables: PolicyTables | None = None) -> CodingResu
 
     conditions = [item for index in sorted(draft.slots) for item in draft.slots[index]]
     conditions = _code_first(draft, _dedupe(conditions))
+    conditions = _external_cause_not_first(draft, conditions)
     history = [draft.history[index] for index in sorted(draft.history)]
     items: list[_Item] = []
     exam = em.exam_code(encounter)

@@ -13,7 +13,9 @@ from medcode.records import Episode
 from medcode.terminology import icd10cm
 
 SIDES = ("right", "left", "bilateral")
-_SIDE_WORDS = {"right", "left", "bilateral", "unspecified", "side"}
+# Words that differ between the lateral codes of one family ("unspecified ear", "bilateral",
+# "right upper limb", "bilateral upper limbs") and are ignored when matching them up.
+_SIDE_WORDS = {"right", "left", "bilateral", "unspecified", "side", "ear", "eye", "limb"}
 _WORD = re.compile(r"[a-z0-9]+")
 _EPISODE_CHARACTER = {Episode.INITIAL: "A", Episode.SUBSEQUENT: "D", Episode.SEQUELA: "S"}
 
@@ -31,9 +33,14 @@ def _words(description: str) -> list[str]:
     return _WORD.findall(description.lower())
 
 
+def _singular(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
 @cache
 def _sideless(code: str) -> tuple[str, ...]:
-    return tuple(w for w in _words(icd(code).description) if w not in _SIDE_WORDS)
+    words = (_singular(w) for w in _words(icd(code).description))
+    return tuple(w for w in words if w not in _SIDE_WORDS)
 
 
 @cache

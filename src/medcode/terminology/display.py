@@ -114,3 +114,22 @@ def code_set_tour(console: Console) -> None:
     for query in ("type 2 diabetes kidney", "oxygen concentrator"):
         hits = index.search(query, limit=3)
         console.print(f"  {query!r}: " + "; ".join(f"{h.code} {h.description}" for h in hits))
+    policy_example(console)
+
+
+def policy_example(console: Console) -> None:
+    """Code the packaged example encounter with the policy engine and show each code's rule."""
+    from medcode.datafiles import load_yaml, package_data
+    from medcode.policy import code
+    from medcode.records import Encounter
+
+    path = package_data("examples/encounter.yaml")
+    result = code(Encounter.from_dict(load_yaml(path)))
+    console.rule("policy engine: facts -> gold codes")
+    console.print(f"  encounter {result.encounter_id} ({path.name}):")
+    table = Table(show_edge=False)
+    for column in ("#", "code", "system", "description", "rule"):
+        table.add_column(column)
+    for number, item in enumerate(result.codes, start=1):
+        table.add_row(str(number), item.code, item.system.value, item.description, item.rule)
+    console.print(table)
