@@ -16,6 +16,7 @@ from rich.table import Table
 from medcode import __version__
 from medcode.errors import MedcodeError
 from medcode.policy.commands import app as policy_app
+from medcode.synth.commands import app as synth_app
 from medcode.records import System
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app = typer.Typer(
 codes_app = typer.Typer(help="Look up ICD-10-CM, CPT and HCPCS codes.", no_args_is_help=True)
 app.add_typer(codes_app, name="codes")
 app.add_typer(policy_app, name="policy")
+app.add_typer(synth_app, name="synth")
 
 console = Console()
 errors = Console(stderr=True)

@@ -110,3 +110,16 @@ def test_packaged_example_is_the_documented_example():
 
     packaged = Encounter.from_dict(load_yaml(package_data("examples/encounter.yaml")))
     assert packaged == encounter()
+
+
+def test_each_code_lists_the_facts_behind_it():
+    result = code(encounter())
+    facts = dict(zip(result.code_list, result.facts, strict=True))
+    assert facts["E11.22"] == ("problems[0]", "problems[1]")
+    assert facts["I12.9"] == ("problems[2]", "problems[1]")
+    assert facts["R05.9"] == ("problems[3].symptoms[0]",)
+    assert facts["B96.20"] == ("problems[5]",)
+    assert facts["Z79.84"] == ("medications[1]",)
+    assert facts["99214"] == ("visit",)
+    assert facts["93000"] == ("procedures[0]",)
+    assert all(result.facts)

@@ -41,10 +41,15 @@ class PolicyWarning:
 
 @dataclass(frozen=True)
 class CodingResult:
+    """The codes in order; ``facts[i]`` lists the encounter facts behind ``codes[i]`` as
+    paths (``problems[0]``, ``problems[3].symptoms[1]``, ``medications[0]``, ``visit``,
+    ``procedures[0]``): what a note must mention for the code to be supported."""
+
     encounter_id: str
     codes: tuple[Code, ...]
     warnings: tuple[PolicyWarning, ...]
     steps: tuple[Step, ...]
+    facts: tuple[tuple[str, ...], ...] = ()
 
     @property
     def code_list(self) -> list[str]:
@@ -79,6 +84,7 @@ class _Item:
     rule: str
     fact: str
     source: str = ""
+    paths: tuple[str, ...] = ()
 
 
 @dataclass
@@ -122,7 +128,7 @@ def _history_item(draft: _Draft, index: int, problem, code: str) -> None:
             "history", fact, f"no {'family' if family else 'personal'}-history code for {code}"
         )
         return
-    draft.history[index] = _Item(entry.code, rule, fact, entry.source)
+    draft.history[index] = _Item(entry.code, rule, fact, entry.source, (f"problems[{index}]",))
     draft.step(fact, rule, f"{entry.label} -> {entry.code}")
 
 
@@ -146,7 +152,15 @@ def _first_pass(draft: _Draft) -> list[combinations.Confirmed]:
             continue
         symptoms = _symptom_codes(draft, index, problem)
         if status is Status.UNCERTAIN and encounter.setting is not Setting.INPATIENT:
-            draft.slots[index] = [_Item(c, "status.uncertain_outpatient", fact) for c in symptoms]
+            draft.slots[index] = [
+                _Item(
+                    c,
+                    "status.uncertain_outpatient",
+                    fact,
+                    paths=(f"problems[{index}].symptoms[{j}]",),
+                )
+                for j, c in enumerate(symptoms)
+            ]
             if symptoms:
                 draft.step(
                     fact,
@@ -175,7 +189,7 @@ def _first_pass(draft: _Draft) -> list[combinations.Confirmed]:
         for applied in dict.fromkeys(resolved.rules):
             draft.step(fact, applied, f"{documented} -> {', '.join(resolved.codes)}")
         draft.step(fact, base_rule, f"coded {', '.join(resolved.codes)}")
-        items = [_Item(c, rule, fact) for c in resolved.codes]
+        items = [_Item(c, rule, fact, paths=(f"problems[{index}]",)) for c in resolved.codes]
         if symptoms:
             draft.step(
                 fact,
@@ -210,7 +224,7 @@ def _organism(draft: _Draft, index: int, problem, code: str, fact: str) -> list[
         )
         return []
     draft.step(fact, "partner.organism", f"{organism} after {code} (use additional code)")
-    return [_Item(organism, "partner.organism", fact)]
+    return [_Item(organism, "partner.organism", fact, paths=(f"problems[{index}]",))]
 
 
 def _integral(
@@ -258,10 +272,12 @@ def _apply_merges(draft: _Draft, confirmed: list[combinations.Confirmed]) -> Non
         old = draft.slots.get(base, [])
         combined: list[_Item] = []
         for merge in group:
-            combined.append(_Item(merge.code, merge.rule, fact, merge.source))
+            paths = tuple(f"problems[{i}]" for i in (merge.base, *merge.consumed))
+            combined.append(_Item(merge.code, merge.rule, fact, merge.source, paths))
             draft.step(fact, merge.rule, f"{merge.code} ({merge.source})")
             for partner in merge.partners:
-                combined.append(_Item(partner, "combination.partner", fact))
+                partner_paths = tuple(f"problems[{i}]" for i in merge.consumed)
+                combined.append(_Item(partner, "combination.partner", fact, paths=partner_paths))
                 draft.step(fact, "combination.partner", f"{partner} kept after {merge.code}")
         replace = all(merge.replaces_base for merge in group)
         # The base's own partners (e.g. organism) stay after the combination codes.
@@ -282,7 +298,16 @@ def _manifestations(draft: _Draft, confirmed: list[combinations.Confirmed]) -> N
                 continue
             fact = _fact(problem.index, draft.encounter.problems[problem.index])
             slot = draft.slots.setdefault(problem.index, [])
-            slot.insert(1, _Item(entry.manifestation, "partner.manifestation", fact, entry.source))
+            slot.insert(
+                1,
+                _Item(
+                    entry.manifestation,
+                    "partner.manifestation",
+                    fact,
+                    entry.source,
+                    (f"problems[{problem.index}]",),
+                ),
+            )
             draft.step(fact, "partner.manifestation", f"{entry.manifestation} ({entry.label})")
 
 
@@ -389,7 +414,9 @@ def _medications(draft: _Draft, coded: list[_Item]) -> list[_Item]:
         if blocker:
             draft.step(fact, "medication.z79", f"{entry.code} not assigned with {blocker}")
             continue
-        items.append(_Item(entry.code, "medication.z79", fact, entry.source))
+        items.append(
+            _Item(entry.code, "medication.z79", fact, entry.source, (f"medications[{index}]",))
+        )
         draft.step(fact, "medication.z79", f"{entry.label} -> {entry.code}")
     return items
 
@@ -455,7 +482,9 @@ def code(encounter: Encounter, tables: PolicyTables | None = None) -> CodingResu
     items: list[_Item] = []
     exam = em.exam_code(encounter)
     if exam:
-        items.append(_Item(exam, "preventive.exam", f"visit {encounter.visit.kind.value}"))
+        items.append(
+            _Item(exam, "preventive.exam", f"visit {encounter.visit.kind.value}", paths=("visit",))
+        )
         draft.step(f"visit {encounter.visit.kind.value}", "preventive.exam", f"{exam} first")
     items += conditions + history
     items += _medications(draft, items)
@@ -463,6 +492,7 @@ def code(encounter: Encounter, tables: PolicyTables | None = None) -> CodingResu
     _edits(draft, items)
 
     codes = [_icd_code(item) for item in items]
+    facts = [item.paths for item in items]
     choice = em.choose(encounter)
     visit_fact = f"visit {encounter.visit.kind.value}"
     if choice.warning:
@@ -474,6 +504,11 @@ def code(encounter: Encounter, tables: PolicyTables | None = None) -> CodingResu
                 entry.code, entry.system, entry.description, choice.rule, RULES[choice.rule].source
             )
         )
+        facts.append(("visit",))
         draft.step(visit_fact, choice.rule, f"{entry.code}: {choice.reason}")
-    codes += _procedures(draft)
-    return CodingResult(encounter.id, tuple(codes), tuple(draft.warnings), tuple(draft.steps))
+    procedures = _procedures(draft)
+    codes += procedures
+    facts += [(f"procedures[{i}]",) for i in range(len(procedures))]
+    return CodingResult(
+        encounter.id, tuple(codes), tuple(draft.warnings), tuple(draft.steps), tuple(facts)
+    )

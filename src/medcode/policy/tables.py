@@ -226,6 +226,10 @@ def load_combinations(path: Path) -> tuple[Combination, ...]:
             source=_text(path, item, "source"),
         )
         for base in combination.base:
+            if base.first != base.last or len(base.first) != 3:
+                raise DataFileError(
+                    path, item.line, f"base {base.text}: use 3-character categories"
+                )
             billable(path, item.line, base.first + combination.suffix.lstrip("."))
         found.append(combination)
     return tuple(found)

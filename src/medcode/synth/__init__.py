@@ -1,0 +1,1 @@
+"""Synthetic clinical notes: catalog, profiles, encounter sampling, rendering and writing."""

@@ -1,0 +1,98 @@
+"""Shard files: rows to Parquet (or JSON Lines), written atomically, one file per split."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+SPLITS = ("train", "validation", "test", "test_ood")
+
+
+def _schema():
+    import pyarrow as pa
+
+    span = pa.struct([("start", pa.int32()), ("end", pa.int32())])
+    code = pa.struct(
+        [
+            ("code", pa.string()),
+            ("system", pa.string()),
+            ("description", pa.string()),
+            ("categories", pa.list_(pa.string())),
+            ("rule", pa.string()),
+            ("evidence", pa.list_(span)),
+        ]
+    )
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("patient_id", pa.string()),
+            ("split", pa.string()),
+            ("note_type", pa.string()),
+            ("template_family", pa.string()),
+            ("text", pa.string()),
+            ("codes", pa.list_(code)),
+            ("encounter", pa.string()),
+            ("seed", pa.int64()),
+            ("generator_version", pa.string()),
+        ]
+    )
+
+
+def shard_name(split: str, shard: int, shards: int, fmt: str) -> str:
+    suffix = "parquet" if fmt == "parquet" else "jsonl"
+    return f"{split}-{shard:05d}-of-{shards:05d}.{suffix}"
+
+
+def marker_path(out: Path, shard: int, shards: int) -> Path:
+    return out / "data" / f".shard-{shard:05d}-of-{shards:05d}.done"
+
+
+def write_shard(
+    out: Path, shard: int, shards: int, rows_by_split: dict[str, list[dict]], fmt: str
+) -> dict[str, int]:
+    """Write one shard's files (temporary names, then renamed), then its completion marker.
+
+    A shard counts as complete only when its marker exists: a killed run or a full disk
+    leaves no marker, and the next run rewrites the shard."""
+    folder = out / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    finals = []
+    for split in SPLITS:
+        final = folder / shard_name(split, shard, shards, fmt)
+        temporary = folder / f".{final.name}.tmp"
+        rows = rows_by_split.get(split, [])
+        if fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pylist(rows, schema=_schema())
+            pq.write_table(table, temporary, compression="zstd")
+        else:
+            with temporary.open("w", encoding="utf-8") as handle:
+                for row in rows:
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        with temporary.open("rb") as handle:
+            os.fsync(handle.fileno())
+        finals.append((temporary, final))
+    for temporary, final in finals:
+        os.replace(temporary, final)
+    counts = {split: len(rows_by_split.get(split, [])) for split in SPLITS}
+    marker = marker_path(out, shard, shards)
+    temporary = marker.with_name(marker.name + ".tmp")
+    temporary.write_text(json.dumps(counts, sort_keys=True))
+    os.replace(temporary, marker)
+    return counts
+
+
+def clean_incomplete(out: Path, shards: int, fmt: str) -> None:
+    """Remove temporary files and the files of shards without a completion marker."""
+    folder = out / "data"
+    if not folder.exists():
+        return
+    for path in folder.glob(".*.tmp"):
+        path.unlink()
+    for shard in range(shards):
+        if not marker_path(out, shard, shards).exists():
+            for split in SPLITS:
+                (folder / shard_name(split, shard, shards, fmt)).unlink(missing_ok=True)
