@@ -71,9 +71,8 @@ def main() -> None:
         )
         print(f"scaling 2 workers vs 1: {one['seconds'] / two['seconds']:.2f}x (target >= 1.7x)")
         print(f"per-worker target >= 2,000 notes/s: {'met' if per_worker >= 2000 else 'NOT met'}")
-        print(
-            f"identical shards for 1 and 2 workers (same seed): {digest(tmp / 'one') == digest(tmp / 'two')}"
-        )
+        same = digest(tmp / "one") == digest(tmp / "two")
+        print(f"identical shards for 1 and 2 workers (same seed): {same}")
         stats = collect(tmp / "one")
         share = {k: v / stats.notes for k, v in stats.notes_with_category.items()}
         print(
@@ -86,9 +85,8 @@ def main() -> None:
             f"(target >= 5%)"
         )
         print(f"notes with a Frailty code: {share.get('frailty', 0):.1%} (target >= 5%)")
-        print(
-            f"peak memory target < 1 GB: {'met' if max(one['peak_mb'], two['peak_mb']) < 1024 else 'NOT met'}"
-        )
+        peak = max(one["peak_mb"], two["peak_mb"])
+        print(f"peak memory target < 1 GB: {'met' if peak < 1024 else 'NOT met'}")
 
 
 if __name__ == "__main__":

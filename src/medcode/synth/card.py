@@ -190,7 +190,7 @@ def write_card(out: Path, config: dict) -> Path:
         "",
         "```python",
         "from datasets import load_dataset",
-        f'corpus = load_dataset("{fmt}", data_dir="{out.name}/data")  # or load_dataset("{out.name}")',
+        f'corpus = load_dataset("{out.name}")  # splits from the header above',
         "```",
         "",
     ]
