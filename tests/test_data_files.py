@@ -11,11 +11,13 @@ from medcode.records import System
 from medcode.terminology.lookup import resolve
 
 DATA = package_data("")
-# examples/ holds encounters, checked by coding them (tests/policy/test_engine.py).
+# Files that hold codes; examples/ holds encounters (checked by coding them, in
+# tests/policy/test_engine.py); templates/, profiles/ and synth/ hold none.
 FILES = sorted(
     p
     for p in DATA.rglob("*")
-    if p.suffix in {".csv", ".yaml", ".yml"} and "examples" not in p.relative_to(DATA).parts
+    if p.suffix in {".csv", ".yaml", ".yml"}
+    and not {"examples", "templates", "profiles", "synth"} & set(p.relative_to(DATA).parts)
 )
 
 
@@ -55,7 +57,21 @@ def codes_in_yaml(node: object, system: str | None = None) -> Iterator[tuple[str
             yield from codes_in_yaml(item, system)
 
 
+def codes_in_catalog(data: dict) -> Iterator[tuple[str, str | None]]:
+    """Form codes, symptom codes (ICD-10-CM) and procedure codes (CPT/HCPCS) of concepts."""
+    for concept in data["concepts"]:
+        for form in concept["forms"]:
+            yield str(form["code"]), None
+        for symptom in concept.get("symptoms") or []:
+            yield str(symptom), None
+        for procedure in concept.get("procedures") or []:
+            code = str(procedure["code"])
+            yield code, "CPT" if code[0].isdigit() else "HCPCS"
+
+
 def codes_in(path: Path) -> list[tuple[str, str | None, str]]:
+    if path.parent.name == "conditions":
+        return [(code, system, path.name) for code, system in codes_in_catalog(load_yaml(path))]
     if path.suffix == ".csv":
         return [
             (row["code"], row.get("system") or None, f"{path.name}:{line}")

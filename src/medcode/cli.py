@@ -16,8 +16,8 @@ from rich.table import Table
 from medcode import __version__
 from medcode.errors import MedcodeError
 from medcode.policy.commands import app as policy_app
-from medcode.synth.commands import app as synth_app
 from medcode.records import System
+from medcode.synth.commands import app as synth_app
 
 app = typer.Typer(
     help="Train medical-coding language models on policy-generated synthetic notes.",

@@ -67,7 +67,10 @@ class MDM(StrEnum):
     @property
     def rank(self) -> int:
         """0 for straightforward up to 3 for high."""
-        return list(MDM).index(self)
+        return _MDM_RANK[self]
+
+
+_MDM_RANK = {level: rank for rank, level in enumerate(MDM)}
 
 
 class Status(StrEnum):

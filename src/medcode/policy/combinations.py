@@ -49,18 +49,25 @@ def _linked_elsewhere(problem: Confirmed, base_codes: list[str]) -> bool:
 def table_merges(table: tuple[Combination, ...], confirmed: list[Confirmed]) -> list[Merge]:
     """Merges from the combinations table, in documented order of the complications."""
     merges: list[Merge] = []
+    keyed = [(p, compact(p.codes[0])) for p in confirmed if p.codes]
+    present = {key[:3] for _, key in keyed}
     for combination in table:
+        if not present & combination.base_categories or not present & combination.with_categories:
+            continue
         bases = [
-            p for p in confirmed if any(s.matches(compact(p.codes[0])) for s in combination.base)
+            p
+            for p, key in keyed
+            if key[:3] in combination.base_categories
+            and any(s.matches(key) for s in combination.base)
         ]
         if not bases:
             continue
         base = bases[0]
         category = compact(base.codes[0])[:3]
-        for problem in confirmed:
-            if problem is base or not problem.codes:
+        for problem, key in keyed:
+            if problem is base or key[:3] not in combination.with_categories:
                 continue
-            if not any(s.matches(compact(problem.codes[0])) for s in combination.with_):
+            if not any(s.matches(key) for s in combination.with_):
                 continue
             if _linked_elsewhere(problem, base.codes):
                 continue

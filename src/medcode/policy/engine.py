@@ -95,9 +95,11 @@ class _Draft:
     history: dict[int, _Item] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
     warnings: list[PolicyWarning] = field(default_factory=list)
+    trace: bool = True
 
     def step(self, fact: str, rule: str, message: str) -> None:
-        self.steps.append(Step(fact, rule, message))
+        if self.trace:
+            self.steps.append(Step(fact, rule, message))
 
     def warn(self, kind: str, fact: str, message: str) -> None:
         self.warnings.append(PolicyWarning(kind, message, fact))
@@ -466,10 +468,13 @@ def emittable_codes(tables: PolicyTables | None = None) -> set[str]:
     )
 
 
-def code(encounter: Encounter, tables: PolicyTables | None = None) -> CodingResult:
+def code(
+    encounter: Encounter, tables: PolicyTables | None = None, *, trace: bool = True
+) -> CodingResult:
     """Code one encounter. Raises :class:`RecordError` for a malformed encounter (nothing is
-    half-coded); edit failures come back as warnings."""
-    draft = _Draft(encounter, tables or shipped_tables())
+    half-coded); edit failures come back as warnings. ``trace=False`` skips recording the
+    explanation steps (faster, for bulk generation)."""
+    draft = _Draft(encounter, tables or shipped_tables(), trace=trace)
     confirmed = _first_pass(draft)
     confirmed = _integral(draft, confirmed)
     _apply_merges(draft, confirmed)

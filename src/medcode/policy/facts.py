@@ -20,12 +20,20 @@ class IcdFacts:
     code_first: tuple[CodeSpec, ...]
 
 
-def _specs(notes: list[icd10cm.Note]) -> tuple[CodeSpec, ...]:
+@cache
+def _specs_at(at: str, kind: str) -> tuple[CodeSpec, ...]:
+    """Code references of the notes of one kind written at one code or block (cached: every
+    code below a category shares its category's notes)."""
     return tuple(
         CodeSpec(compact(first), compact(last), f"{first}-{last}")
-        for note in notes
+        for note in icd10cm.notes_at(at, kind)
         for first, last in note.references()
     )
+
+
+def _specs(code: str, kind: str) -> tuple[CodeSpec, ...]:
+    chain = (code, *icd10cm.parents(code))
+    return tuple(spec for at in chain for spec in _specs_at(at, kind))
 
 
 @cache
@@ -36,9 +44,9 @@ def icd(code: str) -> IcdFacts:
         compact=compact(code),
         billable=icd10cm.is_billable(code),
         description=icd10cm.description(code),
-        excludes1=_specs(icd10cm.excludes1(code)),
-        additional=_specs(icd10cm.use_additional_code(code)),
-        code_first=_specs(icd10cm.code_first(code)),
+        excludes1=_specs(code, "excludes1"),
+        additional=_specs(code, "use_additional_code"),
+        code_first=_specs(code, "code_first"),
     )
 
 

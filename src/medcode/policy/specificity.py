@@ -15,7 +15,20 @@ from medcode.terminology import icd10cm
 SIDES = ("right", "left", "bilateral")
 # Words that differ between the lateral codes of one family ("unspecified ear", "bilateral",
 # "right upper limb", "bilateral upper limbs") and are ignored when matching them up.
-_SIDE_WORDS = {"right", "left", "bilateral", "unspecified", "side", "ear", "eye", "limb"}
+_SIDE_WORDS = {
+    "right",
+    "left",
+    "bilateral",
+    "unilateral",
+    "unspecified",
+    "side",
+    "ear",
+    "eye",
+    "limb",
+    "of",
+    "the",
+    "and",
+}
 _WORD = re.compile(r"[a-z0-9]+")
 _EPISODE_CHARACTER = {Episode.INITIAL: "A", Episode.SUBSEQUENT: "D", Episode.SEQUELA: "S"}
 
@@ -34,13 +47,15 @@ def _words(description: str) -> list[str]:
 
 
 def _singular(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
 
 @cache
-def _sideless(code: str) -> tuple[str, ...]:
+def _sideless(code: str) -> frozenset[str]:
     words = (_singular(w) for w in _words(icd(code).description))
-    return tuple(w for w in words if w not in _SIDE_WORDS)
+    return frozenset(w for w in words if w not in _SIDE_WORDS)
 
 
 @cache
@@ -49,9 +64,14 @@ def _sides(code: str) -> frozenset[str]:
 
 
 def _candidates(code: str) -> list[str]:
-    parents = icd10cm.parents(code)
-    siblings = icd10cm.children(parents[0]) if parents and icd10cm.is_valid(parents[0]) else []
-    return [*icd10cm.children(code), *siblings]
+    """Children, siblings, and the siblings' parents' siblings (M17.10 -> M17.0 bilateral)."""
+    parents = [
+        p for p in icd10cm.parents(code)[:2] if icd10cm.looks_like(p) and icd10cm.is_valid(p)
+    ]
+    found = list(icd10cm.children(code))
+    for parent in parents:
+        found += icd10cm.children(parent)
+    return found
 
 
 @cache
@@ -131,6 +151,14 @@ def resolve(
 ) -> Resolved:
     """Billable code(s) for a documented code and its attributes; :class:`CodeError` when
     the code cannot be completed from what is documented."""
+    codes, rules, warnings = _resolve(code, laterality, episode)
+    return Resolved(list(codes), list(rules), list(warnings))
+
+
+@cache
+def _resolve(
+    code: str, laterality: str | None, episode: Episode | None
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...]]:
     resolved = Resolved(codes=[])
     starts = [code]
     if laterality:
@@ -155,4 +183,4 @@ def resolve(
                 ("laterality", f"{code}: the tabular has no {side} code here; side not coded")
             )
     resolved.codes = [_complete(start, episode, resolved) for start in starts]
-    return resolved
+    return tuple(resolved.codes), tuple(resolved.rules), tuple(resolved.warnings)

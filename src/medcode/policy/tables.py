@@ -98,6 +98,24 @@ class Combination:
     keep_partner: bool
     label: str
     source: str
+    base_categories: frozenset[str] = frozenset()
+    with_categories: frozenset[str] = frozenset()
+
+
+def spec_categories(specs: tuple[CodeSpec, ...]) -> frozenset[str]:
+    """The 3-character categories the specs can match (a quick pre-filter)."""
+    categories = set()
+    for spec in specs:
+        if spec.first == spec.last:
+            categories.add(spec.first[:3])
+        else:
+            categories |= {c for c in _all_categories() if spec.first[:3] <= c <= spec.last[:3]}
+    return frozenset(categories)
+
+
+@cache
+def _all_categories() -> tuple[str, ...]:
+    return tuple(c for c in icd10cm.all_codes() if len(c) == 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,12 +236,14 @@ def load_combinations(path: Path) -> tuple[Combination, ...]:
         combination = Combination(
             id=_text(path, item, "id"),
             rule=_text(path, item, "rule"),
-            base=_specs(path, item, "base"),
-            with_=_specs(path, item, "with"),
+            base=(base := _specs(path, item, "base")),
+            with_=(with_ := _specs(path, item, "with")),
             suffix=_text(path, item, "suffix"),
             keep_partner=partner == "keep",
             label=_text(path, item, "label"),
             source=_text(path, item, "source"),
+            base_categories=spec_categories(base),
+            with_categories=spec_categories(with_),
         )
         for base in combination.base:
             if base.first != base.last or len(base.first) != 3:

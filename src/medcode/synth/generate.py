@@ -112,16 +112,19 @@ def generate_notes(config: SynthConfig, shard: int, progress=None):
     rng = random.Random(f"{config.seed}:{shard}")
     start, end = config.shard_range(shard)
     position, patient_number = start, 0
-    counts = list(profile.encounters_per_patient)
-    weights = [profile.encounters_per_patient[c] for c in counts]
+    from medcode.synth.choice import WeightedChoice
+
+    visits_per_patient = WeightedChoice(
+        list(profile.encounters_per_patient), list(profile.encounters_per_patient.values())
+    )
     while position < end:
         patient_id = f"p{config.seed}-{shard:05d}-{patient_number:05d}"
         patient_number += 1
         age, sex = patient_age(rng, profile)
         conditions = sampler.conditions(rng, age, sex)
-        identity = sampler.identities.patient(rng, age)
+        identity = sampler.identities.patient(rng, age, sex)
         split = split_of(patient_id)
-        for _ in range(min(rng.choices(counts, weights=weights)[0], end - position)):
+        for _ in range(min(visits_per_patient.pick(rng), end - position)):
             note_id = f"n{config.seed}-{position:08d}"
             scenario, result = sampler.scenario(
                 rng,

@@ -51,9 +51,10 @@ def find_phi(text: str) -> list[tuple[int, str, str]]:
             match = pattern.search(literal)
             if match:
                 findings.append((number, kind, match.group(0)))
-        for match in re.finditer(r"\b([A-Z][a-z]+) ([A-Z][a-z]+)\b", literal):
+        for match in re.finditer(r"\b([A-Z][a-z]+)(?= ([A-Z][a-z]+)\b)", literal):
             if match.group(1) in first and match.group(2) in last:
-                findings.append((number, "a person's name", match.group(0)))
+                name = f"{match.group(1)} {match.group(2)}"
+                findings.append((number, "a person's name", name))
     return findings
 
 

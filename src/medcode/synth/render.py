@@ -12,9 +12,11 @@ import random
 import re
 from dataclasses import dataclass
 from functools import cache
+from types import SimpleNamespace
 
 from medcode.datafiles import load_yaml, package_data
 from medcode.records import Status, VisitKind
+from medcode.synth.choice import WeightedChoice
 from medcode.synth.scenario import ProblemFact, Scenario
 
 OPEN, SEP, CLOSE = "\ue000", "\ue001", "\ue002"
@@ -137,23 +139,33 @@ class _Writer:
         self.rng = rng
         self.cues = shipped_cues()
         names = list(styles)
-        self.style_names, self.style_weights = names, [styles[n] for n in names]
+        self.styles = WeightedChoice(names, [styles[n] for n in names])
 
     def phrase(self, fact: ProblemFact) -> str:
         rng = self.rng
-        style = rng.choices(self.style_names, weights=self.style_weights)[0]
+        style = self.styles.pick(rng)
         options = fact.phrases.get(style) or fact.phrases.get("formal") or ()
         text = rng.choice(options) if options else fact.code
         if fact.side:
             words = self.cues.laterality.get(fact.side, (fact.side,))
             side = rng.choice(words)
-            text = text.replace("{side}", side) if "{side}" in text else f"{side} {text}"
+            if "{side}" in text:
+                text = text.replace("{side}", side)
+            elif style == "lay":
+                text = f"{text} ({fact.side} side)"
+            else:
+                text = f"{side} {text}"
+        elif "{side}" in text:
+            text = " ".join(text.replace("{side}", "").split())
         if fact.episode and fact.status in (Status.ACTIVE, Status.CHRONIC):
             text = f"{text}, {rng.choice(self.cues.episodes[fact.episode.value])}"
         return text
 
     def cue(self, kind: str, text: str, **extra: str) -> str:
-        return self.rng.choice(getattr(self.cues, kind)).format(x=text, **extra)
+        choice = self.rng.choice(getattr(self.cues, kind))
+        if kind == "chronic" and choice.startswith("chronic") and "chronic" in text.lower():
+            choice = "{x}"
+        return choice.format(x=text, **extra)
 
     def symptom_phrase(self, code: str) -> str:
         from medcode.synth.sampler import long_tail_phrases
@@ -173,7 +185,10 @@ def build_context(
     encounter = scenario.encounter
     visit = encounter.visit
     sex, pronoun, possessive, noun = _SEX_WORDS[encounter.patient.sex.value]
-    header = mark("visit", rng.choice(_KIND_HEADERS[visit.kind]))
+    headers = _KIND_HEADERS[visit.kind]
+    if visit.kind is VisitKind.OFFICE and visit.new_patient:
+        headers = ("new patient office visit", "new patient evaluation", "initial visit")
+    header = mark("visit", rng.choice(headers))
 
     problems, history, family_history, resolved, negatives, ruled_out = [], [], [], [], [], []
     for index, fact in enumerate(scenario.problems):
@@ -230,7 +245,9 @@ def build_context(
     table = cpt.procedure_table()
     for index, procedure in enumerate(encounter.procedures):
         description = table[procedure.code].description
-        procedures.append(mark(f"procedures[{index}]", description[0].lower() + description[1:]))
+        if description[1:2].islower():
+            description = description[0].lower() + description[1:]
+        procedures.append(mark(f"procedures[{index}]", description))
 
     decision = scenario.decision
     minutes = decision.minutes
@@ -253,67 +270,83 @@ def build_context(
     if "bp_systolic" in vitals and "bp_diastolic" in vitals:
         bp = f"{vitals['bp_systolic'].value}/{vitals['bp_diastolic'].value}"
     reason = problems[0]["text"] if problems else header
-    return {
-        "note": {"type": note_type_name, "family": family},
-        "patient": {
-            "name": scenario.patient.name,
-            "first_name": scenario.patient.first_name,
-            "last_name": scenario.patient.last_name,
-            "age": encounter.patient.age,
-            "sex": sex,
-            "sex_short": encounter.patient.sex.value,
-            "pronoun": pronoun,
-            "possessive": possessive,
-            "noun": noun,
-            "dob": scenario.patient.dob,
-            "mrn": scenario.patient.mrn,
-            "address": scenario.patient.address,
-            "phone": scenario.patient.phone,
-        },
-        "provider": scenario.provider,
-        "facility": scenario.facility,
-        "date": scenario.visit_date,
-        "visit": {
-            "kind": visit.kind.value,
-            "new_patient": visit.new_patient,
-            "header": header,
-            "setting": encounter.setting.value,
-            "minutes": minutes,
-            "time_statement": time_statement,
-        },
-        "reason": reason,
-        "problems": problems,
-        "history": history,
-        "family_history": family_history,
-        "resolved": resolved,
-        "negatives": negatives,
-        "ruled_out": ruled_out,
-        "medications": medications,
-        "procedures": procedures,
-        "labs": [
-            {
-                "name": r.measure.name,
-                "short": r.measure.short,
-                "value": r.value,
-                "unit": r.measure.unit,
-                "flag": r.flag,
-            }
-            for r in scenario.labs
-        ],
-        "vitals": {
-            "bp": bp,
-            "line": vitals_line,
-            **{key: f"{r.value}{_unit(r)}" for key, r in vitals.items()},
-        },
-        "exam": list(scenario.exam),
-        "mdm": {
-            "statement": mdm_statement,
-            "problems": decision.problems_level,
-            "data": list(decision.data_items),
-            "risk": decision.risk_statement,
-            "level": visit.mdm.value if visit.mdm else "",
-        },
-    }
+    return _namespaces(
+        {
+            "note": {"type": note_type_name, "family": family},
+            "patient": {
+                "name": scenario.patient.name,
+                "first_name": scenario.patient.first_name,
+                "last_name": scenario.patient.last_name,
+                "age": encounter.patient.age,
+                "sex": sex,
+                "sex_short": encounter.patient.sex.value,
+                "pronoun": pronoun,
+                "possessive": possessive,
+                "noun": noun,
+                "dob": scenario.patient.dob,
+                "mrn": scenario.patient.mrn,
+                "address": scenario.patient.address,
+                "phone": scenario.patient.phone,
+            },
+            "provider": scenario.provider,
+            "facility": scenario.facility,
+            "date": scenario.visit_date,
+            "visit": {
+                "kind": visit.kind.value,
+                "new_patient": visit.new_patient,
+                "header": header,
+                "setting": encounter.setting.value,
+                "minutes": minutes,
+                "time_statement": time_statement,
+            },
+            "reason": reason,
+            "problems": problems,
+            "history": history,
+            "family_history": family_history,
+            "resolved": resolved,
+            "negatives": negatives,
+            "ruled_out": ruled_out,
+            "medications": medications,
+            "procedures": procedures,
+            "labs": [
+                {
+                    "name": r.measure.name,
+                    "short": r.measure.short,
+                    "value": r.value,
+                    "unit": r.measure.unit,
+                    "flag": r.flag,
+                }
+                for r in scenario.labs
+            ],
+            "vitals": {
+                "bp": bp,
+                "line": vitals_line,
+                **{key: f"{r.value}{_unit(r)}" for key, r in vitals.items()},
+            },
+            "exam": list(scenario.exam),
+            "mdm": {
+                "statement": mdm_statement,
+                "problems": decision.problems_level,
+                "data": list(decision.data_items),
+                "risk": decision.risk_statement,
+                "level": visit.mdm.value if visit.mdm else "",
+            },
+        }
+    )
+
+
+def _namespaces(context: dict[str, object]) -> dict[str, object]:
+    """Nested dicts as attribute objects: Jinja reads ``patient.age`` from an object with a
+    plain attribute look-up, where a dict costs a failed getattr first (a 2x slower render)."""
+
+    def convert(value: object) -> object:
+        if isinstance(value, dict):
+            return SimpleNamespace(**{k: convert(v) for k, v in value.items()})
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            return [convert(v) for v in value]
+        return value
+
+    return {key: convert(value) for key, value in context.items()}
 
 
 # AMA 2023 names of the levels of each MDM element.

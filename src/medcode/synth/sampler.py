@@ -3,9 +3,7 @@ engine (gold codes come from the facts, never from text)."""
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
-import itertools
 import random
 from dataclasses import dataclass
 from functools import cache
@@ -27,6 +25,7 @@ from medcode.records import (
     VisitKind,
 )
 from medcode.synth.catalog import Catalog, Concept, Form, age_band
+from medcode.synth.choice import WeightedChoice
 from medcode.synth.profiles import BAND_AGES, Profile
 from medcode.synth.scenario import (
     DecisionMaking,
@@ -49,20 +48,6 @@ _DISTRACTOR_STATUS = {
 }
 _START = dt.date(2024, 1, 1)
 _MAX_ATTEMPTS = 8
-
-
-class WeightedChoice:
-    """Fast weighted choice over a fixed list (cumulative weights + bisect)."""
-
-    def __init__(self, items: list, weights: list[float]) -> None:
-        self.items = items
-        self.cumulative = list(itertools.accumulate(weights))
-
-    def __bool__(self) -> bool:
-        return bool(self.items) and self.cumulative[-1] > 0
-
-    def pick(self, rng: random.Random):
-        return self.items[bisect.bisect_right(self.cumulative, rng.random() * self.cumulative[-1])]
 
 
 def _choice(rng: random.Random, weights: dict) -> object:
@@ -133,6 +118,25 @@ class Sampler:
                 ]
                 self.acute_pools[band, sex] = WeightedChoice(pool, weights)
         self.visits = WeightedChoice(list(profile.visits), [v.weight for v in profile.visits])
+        self.forms = {
+            c.id: WeightedChoice(list(c.forms), [f.weight for f in c.forms]) for c in self.concepts
+        }
+        self.chronic_odds = {
+            (band, sex): [
+                (c, p)
+                for c in self.concepts
+                if c.statuses.get(Status.CHRONIC)
+                and (
+                    p := c.prevalence.get(band, 0)
+                    * c.sex.get(sex, 1)
+                    * profile.prevalence_scale
+                    * profile.concept_scale.get(c.id, 1)
+                )
+                > 0
+            ]
+            for band in BAND_AGES
+            for sex in ("F", "M")
+        }
 
     @staticmethod
     def _acute_share(concept: Concept) -> float:
@@ -145,16 +149,8 @@ class Sampler:
 
     def conditions(self, rng: random.Random, age: int, sex: str) -> list[_Condition]:
         """The chronic conditions a patient has, by prevalence and co-occurrence."""
-        band = age_band(age)
-        scale = self.profile.prevalence_scale
-        present: dict[str, Concept] = {}
-        for concept in self.concepts:
-            if not concept.statuses.get(Status.CHRONIC):
-                continue
-            p = concept.prevalence.get(band, 0) * concept.sex.get(sex, 1) * scale
-            p *= self.profile.concept_scale.get(concept.id, 1)
-            if rng.random() < p:
-                present[concept.id] = concept
+        draw = rng.random
+        present = {c.id: c for c, p in self.chronic_odds[age_band(age), sex] if draw() < p}
         for concept in list(present.values()):
             for other_id, p in concept.co_occurs.items():
                 other = self.catalog.concepts[other_id]
@@ -165,7 +161,7 @@ class Sampler:
         return [self._condition(rng, c) for c in chosen[: self.profile.max_conditions]]
 
     def _condition(self, rng: random.Random, concept: Concept) -> _Condition:
-        form = rng.choices(concept.forms, weights=[f.weight for f in concept.forms])[0]
+        form = self.forms[concept.id].pick(rng)
         side = rng.choice(concept.laterality) if concept.laterality else None
         return _Condition(concept, form, side)
 
@@ -194,7 +190,7 @@ class Sampler:
                 identity,
                 simple=attempt >= _MAX_ATTEMPTS - 2,
             )
-            result = policy_code(scenario.encounter, self.tables)
+            result = policy_code(scenario.encounter, self.tables, trace=False)
             if not result.warnings:
                 return scenario, result
         raise RuntimeError(
@@ -217,7 +213,7 @@ class Sampler:
         def add(
             concept: Concept, status: Status, form: Form | None = None, side: str | None = None
         ) -> None:
-            form = form or rng.choices(concept.forms, weights=[f.weight for f in concept.forms])[0]
+            form = form or self.forms[concept.id].pick(rng)
             if side is None and concept.laterality:
                 side = rng.choice(concept.laterality)
             episode = rng.choice(concept.episodes) if concept.episodes else None
@@ -280,7 +276,8 @@ class Sampler:
                         classes.add(option.drug_class)
                         path = f"medications[{len(encounter_meds)}]"
                         encounter_meds.append(Medication(option.drug_class, option.name))
-                    medications.append(MedicationFact(option.name, path))
+                    if path or all(m.name != option.name for m in medications):
+                        medications.append(MedicationFact(option.name, path))
         procedures: list[str] = []
         for concept in coded_concepts:
             for option in concept.procedures:
@@ -288,11 +285,13 @@ class Sampler:
                     procedures.append(option.code)
         if preventive and rng.random() < 0.35:
             procedures += [c for c in ("90686", "90471") if c not in procedures]
+        if kind is VisitKind.TELEHEALTH:  # nothing hands-on happens over video
+            procedures = []
 
         labs = self._labs(rng, facts)
         vitals = self._vitals(rng, facts)
         exam = [e for f in facts if f.concept and f.status in CODED for e in f.concept.exam[:1]]
-        exam += rng.sample(_NORMAL_EXAM, 3)
+        exam = list(dict.fromkeys(exam + rng.sample(_NORMAL_EXAM, 3)))
         decision = self._decision(rng, kind, setting, facts, labs, procedures, medications)
         minutes = decision.minutes
         mdm = None if preventive else MDM(_median_level(decision))
@@ -470,7 +469,10 @@ class IdentityPool:
 
         fake = Faker("en_US")
         fake.seed_instance(seed)
-        self.first = [fake.first_name() for _ in range(size)]
+        self.first = {
+            "F": [fake.first_name_female() for _ in range(size)],
+            "M": [fake.first_name_male() for _ in range(size)],
+        }
         self.last = [fake.last_name() for _ in range(size)]
         self.addresses = [fake.address().replace("\n", ", ") for _ in range(size)]
         self.phones = [fake.numerify("(###) ###-####") for _ in range(size)]
@@ -487,8 +489,8 @@ class IdentityPool:
             for _ in range(6)
         ]
 
-    def patient(self, rng: random.Random, age: int, visit_year: int = 2025) -> Identity:
-        first, last = rng.choice(self.first), rng.choice(self.last)
+    def patient(self, rng: random.Random, age: int, sex: str, visit_year: int = 2025) -> Identity:
+        first, last = rng.choice(self.first[sex]), rng.choice(self.last)
         born = dt.date(visit_year - age, 1, 1) + dt.timedelta(days=rng.randrange(365))
         return Identity(
             name=f"{first} {last}",

@@ -8,7 +8,7 @@ entry matches that code only.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -38,15 +38,21 @@ class Category:
     source: str
     entries: tuple[CategoryEntry, ...]
     path: str
+    icd_index: dict[str, CategoryEntry] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for entry in self.entries:
+            if entry.system is System.ICD10CM:
+                self.icd_index.setdefault(entry.code.replace(".", ""), entry)
 
     def match(self, code: str, system: System) -> CategoryEntry | None:
         """The entry that ``code`` falls under, or None."""
         if system is System.ICD10CM:
             compact = icd10cm.normalize(code).replace(".", "")
-            for entry in self.entries:
-                if entry.system is System.ICD10CM and compact.startswith(
-                    entry.code.replace(".", "")
-                ):
+            index = self.icd_index
+            for length in range(3, len(compact) + 1):
+                entry = index.get(compact[:length])
+                if entry is not None:
                     return entry
             return None
         compact = cpt.normalize(code)

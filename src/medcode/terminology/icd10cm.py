@@ -165,6 +165,11 @@ def notes(code: str, kind: str, *, inherited: bool = True) -> list[Note]:
     return [Note(kind, text, at) for at in chain for text in _NOTE_READERS[kind](tabular, at)]
 
 
+def notes_at(at: str, kind: str) -> list[Note]:
+    """Notes of one kind written at exactly ``at`` (a code, category, block or chapter)."""
+    return [Note(kind, text, at) for text in _NOTE_READERS[kind](_tabular(), at)]
+
+
 def excludes1(code: str, *, inherited: bool = True) -> list[Note]:
     """Excludes1 notes: conditions never coded together with this code."""
     return notes(code, "excludes1", inherited=inherited)
