@@ -187,23 +187,40 @@ class PolicyTables:
             self._memo[key] = compute(compact(code))
         return self._memo[key]
 
+    def _by_category(self, kind: str, make_items) -> dict[str, list]:
+        """``items`` ((specs, value) pairs) indexed by the 3-character categories the specs
+        can match, so a look-up only tests the few specs of the code's own category."""
+        key = ("index", kind)
+        if key not in self._memo:
+            index: dict[str, list] = {}
+            for specs, value in make_items():
+                for category in spec_categories(specs):
+                    index.setdefault(category, []).append((specs, value))
+            self._memo[key] = index
+        return self._memo[key]
+
     def edits_for(self, code: str) -> tuple[tuple[SexEdit, ...], tuple[AgeEdit, ...]]:
         """The sex and age edits that apply to ``code``."""
-        return self._memoized(
-            "edits",
-            code,
-            lambda key: (
-                tuple(e for e in self.sex_edits if e.spec.matches(key)),
-                tuple(e for e in self.age_edits if e.spec.matches(key)),
-            ),
-        )
+        sex_index = self._by_category("sex", lambda: [((e.spec,), e) for e in self.sex_edits])
+        age_index = self._by_category("age", lambda: [((e.spec,), e) for e in self.age_edits])
+
+        def compute(key: str):
+            return (
+                tuple(e for (spec,), e in sex_index.get(key[:3], ()) if spec.matches(key)),
+                tuple(e for (spec,), e in age_index.get(key[:3], ()) if spec.matches(key)),
+            )
+
+        return self._memoized("edits", code, compute)
 
     def integral_hosts(self, code: str) -> tuple[IntegralEntry, ...]:
         """The integral-symptom entries listing ``code`` as a symptom."""
+        index = self._by_category("integral", lambda: [(e.symptoms, e) for e in self.integral])
         return self._memoized(
             "integral",
             code,
-            lambda key: tuple(e for e in self.integral if any(s.matches(key) for s in e.symptoms)),
+            lambda key: tuple(
+                e for specs, e in index.get(key[:3], ()) if any(s.matches(key) for s in specs)
+            ),
         )
 
     def history_entry(self, code: str, family: bool) -> HistoryEntry | None:
