@@ -38,8 +38,9 @@ def generate(out: Path, n: int, seed: int, workers: int) -> dict:
         [sys.executable, "-c", CHILD, str(out), str(n), str(seed), str(workers)],
         capture_output=True,
         text=True,
-        check=True,
     )
+    if result.returncode:
+        raise SystemExit(f"generation failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

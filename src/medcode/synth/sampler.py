@@ -10,6 +10,7 @@ from functools import cache
 
 from medcode.policy import code as policy_code
 from medcode.policy.engine import CodingResult
+from medcode.policy.facts import excludes1_conflict
 from medcode.policy.tables import shipped_tables
 from medcode.records import (
     MDM,
@@ -158,7 +159,16 @@ class Sampler:
                     present[other_id] = other
         chosen = list(present.values())
         rng.shuffle(chosen)
-        return [self._condition(rng, c) for c in chosen[: self.profile.max_conditions]]
+        kept: list[_Condition] = []
+        for concept in chosen:
+            condition = self._condition(rng, concept)
+            # A patient does not carry two conditions the tabular says exclude each other
+            # (prediabetes and type 2 diabetes): the later one is dropped.
+            if not any(excludes1_conflict(condition.form.code, k.form.code) for k in kept):
+                kept.append(condition)
+            if len(kept) == self.profile.max_conditions:
+                break
+        return kept
 
     def _condition(self, rng: random.Random, concept: Concept) -> _Condition:
         form = self.forms[concept.id].pick(rng)
@@ -246,11 +256,11 @@ class Sampler:
                 and rng.random() < profile.distractors["uncertain"] * 2
             )
             add(concept, Status.UNCERTAIN if uncertain else Status.ACTIVE)
-        addressed = (
-            conditions
-            if preventive
-            else rng.sample(conditions, min(len(conditions), rng.choice((1, 1, 2, 2, 3, 4))))
-        )
+        if preventive and not simple:
+            addressed = conditions
+        else:
+            most = 1 if simple else rng.choice((1, 1, 2, 2, 3, 4))
+            addressed = rng.sample(conditions, min(len(conditions), most))
         for condition in addressed:
             if condition.concept.id not in used:
                 add(condition.concept, Status.CHRONIC, condition.form, condition.side)
