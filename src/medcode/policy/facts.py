@@ -31,22 +31,23 @@ def _specs_at(at: str, kind: str) -> tuple[CodeSpec, ...]:
     )
 
 
-def _specs(code: str, kind: str) -> tuple[CodeSpec, ...]:
-    chain = (code, *icd10cm.parents(code))
-    return tuple(spec for at in chain for spec in _specs_at(at, kind))
-
-
 @cache
 def icd(code: str) -> IcdFacts:
     """Facts of a valid ICD-10-CM code (normalised, dotted)."""
+    tabular = icd10cm._tabular()
+    chain = (code, *(a for a in dict.fromkeys(tabular.get_ancestors(code)) if a != code))
+
+    def specs(kind: str) -> tuple[CodeSpec, ...]:
+        return tuple(spec for at in chain for spec in _specs_at(at, kind))
+
     return IcdFacts(
         code=code,
         compact=compact(code),
-        billable=icd10cm.is_billable(code),
-        description=icd10cm.description(code),
-        excludes1=_specs(code, "excludes1"),
-        additional=_specs(code, "use_additional_code"),
-        code_first=_specs(code, "code_first"),
+        billable=tabular.is_leaf(code),
+        description=tabular.get_description(code),
+        excludes1=specs("excludes1"),
+        additional=specs("use_additional_code"),
+        code_first=specs("code_first"),
     )
 
 

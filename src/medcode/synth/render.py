@@ -196,34 +196,40 @@ def build_context(
         phrase = writer.phrase(fact)
         status = fact.status
         if status in (Status.ACTIVE, Status.CHRONIC):
-            cue = "active" if status is Status.ACTIVE else "chronic"
+            marked = mark(path, phrase)
+            # A Z-code situation (screening, vaccination, status) takes no clinical-course cue.
+            if fact.code.startswith("Z"):
+                text = marked
+            else:
+                text = writer.cue("active" if status is Status.ACTIVE else "chronic", marked)
             problems.append(
-                {
-                    "text": writer.cue(cue, mark(path, phrase)),
-                    "phrase": mark(path, phrase),
-                    "status": status.value,
-                    "is_new": status is Status.ACTIVE,
-                    "is_uncertain": False,
-                    "symptoms_text": "",
-                    "plan": rng.choice(_PLANS),
-                }
+                SimpleNamespace(
+                    text=text,
+                    phrase=marked,
+                    status=status.value,
+                    is_new=status is Status.ACTIVE,
+                    is_uncertain=False,
+                    symptoms_text="",
+                    plan=rng.choice(_PLANS),
+                )
             )
         elif status is Status.UNCERTAIN:
             symptoms = ", ".join(
                 mark(f"{path}.symptoms[{j}]", writer.symptom_phrase(code))
                 for j, code in enumerate(fact.symptoms)
             )
-            text = writer.cue("uncertain", mark(path, phrase))
+            marked = mark(path, phrase)
+            text = writer.cue("uncertain", marked)
             problems.append(
-                {
-                    "text": f"{text} ({symptoms})" if symptoms else text,
-                    "phrase": mark(path, phrase),
-                    "status": status.value,
-                    "is_new": True,
-                    "is_uncertain": True,
-                    "symptoms_text": symptoms,
-                    "plan": rng.choice(_PLANS),
-                }
+                SimpleNamespace(
+                    text=f"{text} ({symptoms})" if symptoms else text,
+                    phrase=marked,
+                    status=status.value,
+                    is_new=True,
+                    is_uncertain=True,
+                    symptoms_text=symptoms,
+                    plan=rng.choice(_PLANS),
+                )
             )
         elif status is Status.HISTORY:
             history.append(writer.cue("history", mark(path, phrase)))
@@ -269,7 +275,7 @@ def build_context(
     bp = ""
     if "bp_systolic" in vitals and "bp_diastolic" in vitals:
         bp = f"{vitals['bp_systolic'].value}/{vitals['bp_diastolic'].value}"
-    reason = problems[0]["text"] if problems else header
+    reason = problems[0].text if problems else header
     return _namespaces(
         {
             "note": {"type": note_type_name, "family": family},
@@ -309,13 +315,13 @@ def build_context(
             "medications": medications,
             "procedures": procedures,
             "labs": [
-                {
-                    "name": r.measure.name,
-                    "short": r.measure.short,
-                    "value": r.value,
-                    "unit": r.measure.unit,
-                    "flag": r.flag,
-                }
+                SimpleNamespace(
+                    name=r.measure.name,
+                    short=r.measure.short,
+                    value=r.value,
+                    unit=r.measure.unit,
+                    flag=r.flag,
+                )
                 for r in scenario.labs
             ],
             "vitals": {
@@ -342,8 +348,6 @@ def _namespaces(context: dict[str, object]) -> dict[str, object]:
     def convert(value: object) -> object:
         if isinstance(value, dict):
             return SimpleNamespace(**{k: convert(v) for k, v in value.items()})
-        if isinstance(value, list) and value and isinstance(value[0], dict):
-            return [convert(v) for v in value]
         return value
 
     return {key: convert(value) for key, value in context.items()}
