@@ -378,9 +378,15 @@ class Sampler:
                 for form in fact.concept.forms:
                     if form.code == fact.code:
                         wanted.update(form.vitals)
-        return [
-            self._result(rng, self.catalog.vitals[name], bounds) for name, bounds in wanted.items()
-        ]
+        results = {
+            name: self._result(rng, self.catalog.vitals[name], bounds)
+            for name, bounds in wanted.items()
+        }
+        if "bmi" in results and "weight_kg" in results:  # weight consistent with BMI
+            height = rng.uniform(1.52, 1.88)
+            weight = float(results["bmi"].value) * height * height
+            results["weight_kg"] = Result(self.catalog.vitals["weight_kg"], f"{weight:.1f}", "")
+        return list(results.values())
 
     @staticmethod
     def _result(rng, measure, bounds) -> Result:
