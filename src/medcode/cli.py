@@ -15,6 +15,7 @@ from rich.table import Table
 
 from medcode import __version__
 from medcode.errors import MedcodeError
+from medcode.eval.commands import app as eval_app
 from medcode.policy.commands import app as policy_app
 from medcode.records import System
 from medcode.synth.commands import app as synth_app
@@ -29,6 +30,7 @@ codes_app = typer.Typer(help="Look up ICD-10-CM, CPT and HCPCS codes.", no_args_
 app.add_typer(codes_app, name="codes")
 app.add_typer(policy_app, name="policy")
 app.add_typer(synth_app, name="synth")
+app.add_typer(eval_app, name="eval")
 
 console = Console()
 errors = Console(stderr=True)

@@ -1,0 +1,1 @@
+"""Evaluation: exact-code metrics, gold and prediction formats, real-text benchmarks."""

@@ -1,0 +1,180 @@
+"""``medcode eval``: score predictions against gold; ``medcode eval codiesp``: export CodiEsp."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from medcode.errors import MedcodeError
+
+app = typer.Typer(
+    help="Evaluate coders: exact-code precision, recall, F1.", invoke_without_command=True
+)
+console = Console()
+
+
+def score(
+    gold_path: Path,
+    pred_path: Path,
+    *,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    diagnoses_only: bool = False,
+    map_retired: bool = False,
+) -> dict[str, object]:
+    """Read, align and score; the result includes every input problem found."""
+    import gc
+
+    from medcode.eval.formats import Problems
+
+    problems = Problems()
+    collecting = gc.isenabled()
+    gc.disable()  # millions of small sets: the cyclic collector would rescan them repeatedly
+    try:
+        return _score(gold_path, pred_path, problems, bootstrap, seed, diagnoses_only, map_retired)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _score(gold_path, pred_path, problems, bootstrap, seed, diagnoses_only, map_retired):
+    from medcode.eval import codiesp
+    from medcode.eval.formats import align, read_gold, read_jsonl
+    from medcode.eval.metrics import CodingMetrics
+
+    gold = read_gold(gold_path, problems)
+    predicted = align(gold, read_jsonl(pred_path, problems, role="prediction"), problems, pred_path)
+    if diagnoses_only:
+        gold, predicted = codiesp.diagnoses_only(gold), codiesp.diagnoses_only(predicted)
+    if map_retired:
+        gold = codiesp.map_retired(gold, predicted)
+    metrics = CodingMetrics(bootstrap=bootstrap, seed=seed)
+    metrics.update(gold.values(), predicted)
+    result = metrics.compute()
+    result["inputs"] = {
+        "gold": str(gold_path),
+        "predictions": str(pred_path),
+        "diagnoses_only": diagnoses_only,
+        "map_retired": map_retired,
+    }
+    result["problems"] = problems.items
+    result["missing_notes"] = problems.missing
+    result["invalid_predicted_codes"] = dict(sorted(problems.invalid_codes.items()))
+    return result
+
+
+def _print(result: dict) -> None:
+    table = Table(
+        title=f"{result['n_notes']:,} notes, {result['n_gold_codes']:,} gold codes, "
+        f"{result['n_predicted_codes']:,} predicted codes",
+        title_justify="left",
+    )
+    for column in ("scope", "precision", "recall", "F1", "tp", "fp", "fn"):
+        table.add_column(column, justify="left" if column == "scope" else "right")
+
+    def row(name: str, scores: dict) -> None:
+        table.add_row(
+            name,
+            f"{scores['precision']:.4f}",
+            f"{scores['recall']:.4f}",
+            f"{scores['f1']:.4f}",
+            *(str(scores.get(k, "")) for k in ("tp", "fp", "fn")),
+        )
+
+    row("micro (note x code pairs)", result["micro"])
+    macro = result["macro"]
+    table.add_row(
+        f"macro (mean over {macro['codes']:,} gold codes)",
+        f"{macro['precision']:.4f}",
+        f"{macro['recall']:.4f}",
+        f"{macro['f1']:.4f}",
+        "",
+        "",
+        "",
+    )
+    for group in ("by_system", "by_category", "by_note_type", "by_split"):
+        for name, scores in result[group].items():
+            row(f"{group.removeprefix('by_').replace('_', ' ')}: {name}", scores)
+    row("3-character category match (secondary)", result["category3_secondary"])
+    console.print(table)
+    ci = result["ci"]["micro"]
+    if ci:
+        console.print(
+            f"micro F1 95% bootstrap interval ({result['ci']['bootstrap']} resamples, "
+            f"seed {result['ci']['seed']}): {ci['f1'][0]:.4f} - {ci['f1'][1]:.4f}"
+        )
+    for problem in result["problems"][:20]:
+        console.print(f"[yellow]warning[/yellow] {problem}", highlight=False)
+    if result["missing_notes"]:
+        console.print(
+            f"[yellow]{len(result['missing_notes'])} note(s) without a prediction, "
+            f"scored as empty:[/yellow] {', '.join(result['missing_notes'][:10])}"
+        )
+    if result["invalid_predicted_codes"]:
+        invalid = ", ".join(
+            f"{c} ({n})" for c, n in list(result["invalid_predicted_codes"].items())[:10]
+        )
+        console.print(f"[yellow]invalid predicted codes (false positives):[/yellow] {invalid}")
+
+
+@app.callback()
+def evaluate(
+    context: typer.Context,
+    gold: Annotated[
+        Path | None, typer.Option("--gold", help="Gold JSONL or a synth output folder.")
+    ] = None,
+    pred: Annotated[Path | None, typer.Option("--pred", help="Predictions JSONL.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for metrics.json.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0)] = 1000,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    diagnoses: Annotated[
+        bool, typer.Option("--diagnoses-only", help="Score ICD-10-CM only (CodiEsp-D).")
+    ] = False,
+    retired: Annotated[
+        bool,
+        typer.Option(
+            "--map-retired",
+            help="Map codes retired since 2018 to their 2026 descendants "
+            "(a second, labelled score).",
+        ),
+    ] = False,
+) -> None:
+    """Score predictions against gold: micro and macro P/R/F1, by system, category, note type
+    and split, with bootstrap intervals."""
+    if context.invoked_subcommand is not None:
+        return
+    if gold is None or pred is None:
+        raise MedcodeError("give --gold and --pred (see medcode eval --help)")
+    result = score(
+        gold, pred, bootstrap=bootstrap, seed=seed, diagnoses_only=diagnoses, map_retired=retired
+    )
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        _print(result)
+
+
+@app.command("codiesp")
+def export_codiesp(
+    data: Annotated[
+        Path, typer.Option("--data", help="The CodiEsp folder, e.g. ../shared/codiesp.")
+    ],
+    split: Annotated[str, typer.Option("--split", help="train or dev.")] = "dev",
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for notes.jsonl and gold.jsonl.")
+    ] = Path("codiesp"),
+) -> None:
+    """Turn the CodiEsp folder layout into notes.jsonl + gold.jsonl (evaluation only)."""
+    from medcode.eval.codiesp import write
+
+    notes, gold = write(data, split, out)
+    console.print(f"wrote {notes} and {gold}")
