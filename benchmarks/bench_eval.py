@@ -15,8 +15,26 @@ from pathlib import Path
 
 from medcode.eval.commands import score
 
-CODES = ["E11.22", "N18.31", "I12.9", "I10", "E78.5", "J44.9", "J18.9", "R05.9", "Z79.4",
-         "99213", "99214", "93000", "F32.A", "M17.11", "I50.22", "Z00.00", "G0439", "K21.9"]
+CODES = [
+    "E11.22",
+    "N18.31",
+    "I12.9",
+    "I10",
+    "E78.5",
+    "J44.9",
+    "J18.9",
+    "R05.9",
+    "Z79.4",
+    "99213",
+    "99214",
+    "93000",
+    "F32.A",
+    "M17.11",
+    "I50.22",
+    "Z00.00",
+    "G0439",
+    "K21.9",
+]
 
 
 def write(folder: Path, n: int) -> tuple[Path, Path]:
@@ -44,13 +62,19 @@ def main() -> None:
         started = time.perf_counter()
         result = score(gold, pred, bootstrap=1000)
         score_s = time.perf_counter() - started
-    print(f"notes: {n:,}; micro F1 {result['micro']['f1']:.4f} "
-          f"(95% CI {result['ci']['micro']['f1'][0]:.4f}-{result['ci']['micro']['f1'][1]:.4f})")
+    print(
+        f"notes: {n:,}; micro F1 {result['micro']['f1']:.4f} "
+        f"(95% CI {result['ci']['micro']['f1'][0]:.4f}-{result['ci']['micro']['f1'][1]:.4f})"
+    )
     print(f"baseline, json.loads of both files: {read_s:.2f} s")
-    print(f"medcode eval (read, align, score, 1000 bootstrap resamples): {score_s:.2f} s "
-          f"({score_s / read_s:.1f}x the baseline)")
-    print(f"target 1,000,000 notes < 10 s: projected {score_s * 1_000_000 / n:.1f} s "
-          f"({'met' if score_s * 1_000_000 / n < 10 else 'NOT met'})")
+    print(
+        f"medcode eval (read, align, score, 1000 bootstrap resamples): {score_s:.2f} s "
+        f"({score_s / read_s:.1f}x the baseline)"
+    )
+    print(
+        f"target 1,000,000 notes < 10 s: projected {score_s * 1_000_000 / n:.1f} s "
+        f"({'met' if score_s * 1_000_000 / n < 10 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medcode import __version__
+from medcode.baselines.commands import app as baseline_app
 from medcode.errors import MedcodeError
 from medcode.eval.commands import app as eval_app
 from medcode.policy.commands import app as policy_app
@@ -31,6 +32,7 @@ app.add_typer(codes_app, name="codes")
 app.add_typer(policy_app, name="policy")
 app.add_typer(synth_app, name="synth")
 app.add_typer(eval_app, name="eval")
+app.add_typer(baseline_app, name="baseline")
 
 console = Console()
 errors = Console(stderr=True)

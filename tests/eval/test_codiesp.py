@@ -25,5 +25,5 @@ def test_load_dev_split(tmp_path):
     notes, gold = codiesp.load(SHARED, "dev")
     assert len(notes) == 250 and all(n["text"] for n in notes)
     assert all(code == code.upper() for codes in gold.values() for code in codes)
-    notes_path, gold_path = codiesp.write(SHARED, "dev", tmp_path)
+    _, gold_path = codiesp.write(SHARED, "dev", tmp_path)
     assert len(gold_path.read_text().splitlines()) == 250

@@ -26,6 +26,7 @@ def score(
     seed: int = 0,
     diagnoses_only: bool = False,
     map_retired: bool = False,
+    splits: set[str] | None = None,
 ) -> dict[str, object]:
     """Read, align and score; the result includes every input problem found."""
     import gc
@@ -36,18 +37,24 @@ def score(
     collecting = gc.isenabled()
     gc.disable()  # millions of small sets: the cyclic collector would rescan them repeatedly
     try:
-        return _score(gold_path, pred_path, problems, bootstrap, seed, diagnoses_only, map_retired)
+        return _score(
+            gold_path, pred_path, problems, bootstrap, seed, diagnoses_only, map_retired, splits
+        )
     finally:
         if collecting:
             gc.enable()
 
 
-def _score(gold_path, pred_path, problems, bootstrap, seed, diagnoses_only, map_retired):
+def _score(gold_path, pred_path, problems, bootstrap, seed, diagnoses_only, map_retired, splits):
     from medcode.eval import codiesp
     from medcode.eval.formats import align, read_gold, read_jsonl
     from medcode.eval.metrics import CodingMetrics
 
     gold = read_gold(gold_path, problems)
+    if splits:
+        gold = {key: note for key, note in gold.items() if note.split in splits}
+        if not gold:
+            raise MedcodeError(f"{gold_path}: no gold note in split(s) {', '.join(sorted(splits))}")
     predicted = align(gold, read_jsonl(pred_path, problems, role="prediction"), problems, pred_path)
     if diagnoses_only:
         gold, predicted = codiesp.diagnoses_only(gold), codiesp.diagnoses_only(predicted)
@@ -131,6 +138,9 @@ def evaluate(
     pred: Annotated[Path | None, typer.Option("--pred", help="Predictions JSONL.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for metrics.json.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    split: Annotated[
+        str | None, typer.Option("--split", help="Score only these gold splits (comma-separated).")
+    ] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0)] = 1000,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     diagnoses: Annotated[
@@ -152,7 +162,13 @@ def evaluate(
     if gold is None or pred is None:
         raise MedcodeError("give --gold and --pred (see medcode eval --help)")
     result = score(
-        gold, pred, bootstrap=bootstrap, seed=seed, diagnoses_only=diagnoses, map_retired=retired
+        gold,
+        pred,
+        bootstrap=bootstrap,
+        seed=seed,
+        diagnoses_only=diagnoses,
+        map_retired=retired,
+        splits=set(split.split(",")) if split else None,
     )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
