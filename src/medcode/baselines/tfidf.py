@@ -23,11 +23,14 @@ from medcode.errors import MedcodeError
 class BaselineConfig:
     """Everything that decides a baseline model; saved beside it."""
 
+    # Defaults chosen on a separate 20,000-note development corpus (seed 5): fewer, sharper
+    # features per code beat more (micro-F1 0.63 with 200 vs 0.43 with 3,000), and 4-character
+    # n-grams halve the transform time of 3-5 at similar accuracy.
     min_code_count: int = 3
-    word_ngrams: tuple[int, int] = (1, 2)
-    char_ngrams: tuple[int, int] = (3, 5)
+    word_ngrams: tuple[int, int] = (1, 3)
+    char_ngrams: tuple[int, int] = (4, 4)
     max_features: int = 200_000
-    top_features: int = 3000
+    top_features: int = 200
     smoothing: float = 1e-3
     default_threshold: float = 0.0
     seed: int = 0
