@@ -34,7 +34,7 @@ def _specs_at(at: str, kind: str) -> tuple[CodeSpec, ...]:
 @cache
 def icd(code: str) -> IcdFacts:
     """Facts of a valid ICD-10-CM code (normalised, dotted)."""
-    tabular = icd10cm._tabular()
+    tabular = icd10cm.tabular()
     chain = (code, *(a for a in dict.fromkeys(tabular.get_ancestors(code)) if a != code))
 
     def specs(kind: str) -> tuple[CodeSpec, ...]:

@@ -34,6 +34,11 @@ def _tabular() -> ModuleType:
     return simple_icd_10_cm
 
 
+def tabular() -> ModuleType:
+    """The loaded ``simple_icd_10_cm`` module (its data loads on first call, about 2 s)."""
+    return _tabular()
+
+
 def normalize(code: str) -> str:
     """Return the dotted upper-case form of an ICD-10-CM code, or raise :class:`CodeError`.
 

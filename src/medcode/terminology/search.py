@@ -59,7 +59,7 @@ class CodeSearch:
         table = table or cpt.procedure_table()
         codes: list[tuple[System, str, str, bool]] = []
         texts: list[list[str]] = []
-        tabular = icd10cm._tabular()
+        tabular = icd10cm.tabular()
         for code in icd10cm.all_codes():
             text = tabular.get_description(code)
             codes.append((System.ICD10CM, code, text, tabular.is_leaf(code)))
