@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import Counter, _count_elements, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
@@ -31,14 +30,13 @@ def prf(tp: int, fp: int, fn: int) -> dict[str, float]:
     return {"precision": precision, "recall": recall, "f1": f1}
 
 
-@lru_cache(maxsize=1_000_000)
-def _categories(code: str, system: str) -> tuple[str, ...]:
+def _categories(code: str, system: str) -> list[str]:
     if system == INVALID:
-        return ()
+        return []
     from medcode.records import System
     from medcode.terminology.categories import category_names
 
-    return tuple(category_names(code, System(system)))
+    return category_names(code, System(system))
 
 
 @dataclass

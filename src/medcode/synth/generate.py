@@ -18,7 +18,6 @@ from pathlib import Path
 
 from medcode import __version__
 from medcode.errors import MedcodeError
-from medcode.records import System
 from medcode.synth.writer import SPLITS, clean_incomplete, marker_path, write_shard
 
 SHARD_SIZE = 5000
@@ -94,17 +93,11 @@ def split_of(patient_id: str) -> str:
     return "train" if bucket < 80 else "validation" if bucket < 90 else "test"
 
 
-@cache
-def _categories(code: str, system: str) -> tuple[str, ...]:
-    from medcode.terminology.categories import category_names
-
-    return tuple(category_names(code, System(system)))
-
-
 def generate_notes(config: SynthConfig, shard: int, progress=None):
     """Yield the rows of one shard, in order."""
     from medcode.synth.render import build_context, note_type, strip_marks
     from medcode.synth.sampler import patient_age
+    from medcode.terminology.categories import category_names
 
     world = _world(config)
     sampler = world.sampler
@@ -155,7 +148,7 @@ def generate_notes(config: SynthConfig, shard: int, progress=None):
                         "code": item.code,
                         "system": item.system.value,
                         "description": item.description,
-                        "categories": list(_categories(item.code, item.system.value)),
+                        "categories": category_names(item.code, item.system),
                         "rule": item.rule,
                         "evidence": evidence,
                     }

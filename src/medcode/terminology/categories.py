@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from medcode.datafiles import LineDict, load_yaml, package_data
@@ -188,4 +188,9 @@ def memberships(code: str, system: System) -> list[Membership]:
 
 def category_names(code: str, system: System) -> list[str]:
     """Sorted names of the categories a code belongs to."""
-    return sorted({membership.category for membership in memberships(code, system)})
+    return list(_category_names(code, system))
+
+
+@lru_cache(maxsize=500_000)
+def _category_names(code: str, system: System) -> tuple[str, ...]:
+    return tuple(sorted({membership.category for membership in memberships(code, system)}))
