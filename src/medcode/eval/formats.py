@@ -92,11 +92,27 @@ def _parse_lines(handle):
         yield from flush()
 
 
+def _normalise_all(raw: list, canonical: dict[str, str], problems: Problems | None) -> set[str]:
+    """Normalise a note's codes, remembering valid spellings; invalid predicted codes are
+    counted in ``problems``."""
+    codes = set()
+    for value in raw:
+        if value.__class__ is not str:  # synth rows carry {"code": ..., ...}
+            value = str(value.get("code", "")) if isinstance(value, dict) else str(value)
+        code, system = normalize_code(value)
+        if system == INVALID:
+            if problems is not None:
+                problems.invalid_codes[code] = problems.invalid_codes.get(code, 0) + 1
+        else:
+            canonical[value] = code
+        codes.add(code)
+    return codes
+
+
 def read_jsonl(path: Path, problems: Problems, *, role: str) -> dict[str, NoteLabels]:
     """Notes of a JSONL file; malformed lines, duplicates and empty files are reported."""
     notes: dict[str, NoteLabels] = {}
-    seen_line: dict[str, int] = {}
-    known: dict[str, tuple[str, str]] = {}
+    canonical: dict[str, str] = {}  # raw spelling -> normalised code, valid codes only
     predictions = role == "prediction"
     try:
         handle = path.open(encoding="utf-8")
@@ -120,20 +136,13 @@ def read_jsonl(path: Path, problems: Problems, *, role: str) -> dict[str, NoteLa
                     path,
                     number,
                     f"duplicate id {note_id!r} (first on line "
-                    f"{seen_line[note_id]}); later line ignored",
+                    f"{notes[note_id].line}); later line ignored",
                 )
                 continue
-            seen_line[note_id] = number
-            codes = set()
-            for value in raw:
-                if value.__class__ is not str:  # synth rows carry {"code": ..., ...}
-                    value = str(value.get("code", "")) if isinstance(value, dict) else str(value)
-                normal = known.get(value)
-                if normal is None:
-                    normal = known[value] = normalize_code(value)
-                if normal[1] is INVALID and predictions:
-                    problems.invalid_codes[normal[0]] = problems.invalid_codes.get(normal[0], 0) + 1
-                codes.add(normal[0])
+            try:  # fast path: every code already seen and valid
+                codes = {canonical[value] for value in raw}
+            except (KeyError, TypeError):
+                codes = _normalise_all(raw, canonical, problems if predictions else None)
             notes[note_id] = NoteLabels(
                 note_id, codes, data.get("note_type"), data.get("split"), line=number
             )
