@@ -1,0 +1,1 @@
+"""Language models: loading, prompt format, training, constrained decoding, backends."""
