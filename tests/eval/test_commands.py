@@ -28,7 +28,12 @@ def test_eval_table_and_out_folder(cli, tmp_path):
         str(tmp_path),
     )
     assert status == 0 and "macro (mean over 6 gold codes)" in out and "0.5455" in out
-    assert json.loads((tmp_path / "metrics.json").read_text())["micro"]["tp"] == 3
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["micro"]["tp"] == 3
+    # per-code counts for the report: a's Z79.4 and c's R50.9 are the false positives
+    assert written["by_code"]["Z79.4"] == {"tp": 0, "fp": 1, "fn": 0}
+    assert written["by_code"]["E11.22"] == {"tp": 1, "fp": 0, "fn": 0}
+    assert sum(c["fn"] for c in written["by_code"].values()) == 3
 
 
 def test_bad_predictions_are_reported_with_line_numbers(cli):

@@ -113,4 +113,26 @@ def test_normalisation_and_invalid_codes():
     assert normalize_code("e1122") == ("E11.22", "ICD-10-CM")
     assert normalize_code(" 99214 ") == ("99214", "CPT")
     assert normalize_code("g0438") == ("G0438", "HCPCS")
+    # undotted and in the procedure table: the HCPCS code, not ICD-10-CM G04.39
+    assert normalize_code("G0439") == ("G0439", "HCPCS")
+    assert normalize_code("G04.39") == ("G04.39", "ICD-10-CM")
     assert normalize_code("XYZ.1")[1] == "invalid"
+
+
+def test_by_code_counts_by_hand():
+    # a: E11.22 and 99214 hit, N18.31 missed, Z79.4 wrong; b: I10 missed; c: J18.9 hit,
+    # R05.9 missed, R50.9 wrong.
+    metrics = CodingMetrics(bootstrap=0)
+    metrics.update(GOLD, PRED)
+    by_code = metrics.compute()["by_code"]
+    assert by_code == {
+        "99214": {"tp": 1, "fp": 0, "fn": 0},
+        "E11.22": {"tp": 1, "fp": 0, "fn": 0},
+        "I10": {"tp": 0, "fp": 0, "fn": 1},
+        "J18.9": {"tp": 1, "fp": 0, "fn": 0},
+        "N18.31": {"tp": 0, "fp": 0, "fn": 1},
+        "R05.9": {"tp": 0, "fp": 0, "fn": 1},
+        "R50.9": {"tp": 0, "fp": 1, "fn": 0},
+        "Z79.4": {"tp": 0, "fp": 1, "fn": 0},
+    }
+    assert list(by_code) == sorted(by_code)

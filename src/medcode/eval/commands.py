@@ -50,18 +50,25 @@ def _score(gold_path, pred_path, problems, bootstrap, seed, diagnoses_only, map_
     from medcode.eval.formats import align, read_gold, read_jsonl
     from medcode.eval.metrics import CodingMetrics
 
-    gold = read_gold(gold_path, problems)
-    if splits:
-        gold = {key: note for key, note in gold.items() if note.split in splits}
-        if not gold:
-            raise MedcodeError(f"{gold_path}: no gold note in split(s) {', '.join(sorted(splits))}")
-    predicted = align(gold, read_jsonl(pred_path, problems, role="prediction"), problems, pred_path)
-    if diagnoses_only:
-        gold, predicted = codiesp.diagnoses_only(gold), codiesp.diagnoses_only(predicted)
-    if map_retired:
-        gold = codiesp.map_retired(gold, predicted)
     metrics = CodingMetrics(bootstrap=bootstrap, seed=seed)
-    metrics.update(gold.values(), predicted)
+    fast = None
+    if not (diagnoses_only or map_retired):  # the CodiEsp options work on notes, not tables
+        fast = _read_tables(gold_path, pred_path, problems, splits)
+    if fast is not None:
+        metrics.update_table(*fast)
+    else:  # the reference reader: every problem reported with its line
+        gold = read_gold(gold_path, problems)
+        if splits:
+            gold = {key: note for key, note in gold.items() if note.split in splits}
+            if not gold:
+                raise MedcodeError(_no_split(gold_path, splits))
+        predicted = read_jsonl(pred_path, problems, role="prediction")
+        predicted = align(gold, predicted, problems, pred_path)
+        if diagnoses_only:
+            gold, predicted = codiesp.diagnoses_only(gold), codiesp.diagnoses_only(predicted)
+        if map_retired:
+            gold = codiesp.map_retired(gold, predicted)
+        metrics.update(gold.values(), predicted)
     result = metrics.compute()
     result["inputs"] = {
         "gold": str(gold_path),
@@ -73,6 +80,40 @@ def _score(gold_path, pred_path, problems, bootstrap, seed, diagnoses_only, map_
     result["missing_notes"] = problems.missing
     result["invalid_predicted_codes"] = dict(sorted(problems.invalid_codes.items()))
     return result
+
+
+def _no_split(gold_path, splits) -> str:
+    return f"{gold_path}: no gold note in split(s) {', '.join(sorted(splits))}"
+
+
+def _read_tables(gold_path, pred_path, problems, splits):
+    """``(gold, predictions, prediction row of each gold note)`` read column by column, or
+    None when either file has a problem for the line reader to report (or the fast reader
+    is unsure): then nothing has been added to ``problems``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from medcode.eval.formats import align_tables, read_gold_table, read_jsonl_table
+
+    if splits and not all(isinstance(name, str) for name in splits):
+        return None
+    gold = read_gold_table(gold_path)
+    if gold is None:
+        return None
+    gold_ids = gold.ids
+    if splits:
+        wanted = pc.is_in(gold.split, value_set=pa.array(sorted(splits), pa.string()))
+        gold = gold.take(pc.fill_null(wanted, False).to_numpy(zero_copy_only=False))
+        if not len(gold):
+            raise MedcodeError(_no_split(gold_path, splits))
+    predicted = read_jsonl_table(pred_path, role="prediction", unique_ids=gold_ids)
+    if predicted is None:
+        return None
+    pred_row = align_tables(gold, predicted, problems, pred_path)
+    for code, count in predicted.invalid_codes.items():
+        problems.invalid_codes[code] = problems.invalid_codes.get(code, 0) + count
+    return gold, predicted, np.asarray(pred_row)
 
 
 def _print(result: dict) -> None:
@@ -170,6 +211,8 @@ def evaluate(
         map_retired=retired,
         splits=set(split.split(",")) if split else None,
     )
+    if split:
+        result["inputs"]["split"] = split
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(result, indent=2))
@@ -194,3 +237,69 @@ def export_codiesp(
 
     notes, gold = write(data, split, out)
     console.print(f"wrote {notes} and {gold}")
+
+
+@app.command("knowledge")
+def knowledge(
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", help="'embedded', a Hugging Face model folder, or a medcode adapter folder."
+        ),
+    ] = "embedded",
+    mmlu: Annotated[
+        str,
+        typer.Option("--mmlu", help="MMLU-medical test.jsonl (or its folder); '' to skip."),
+    ] = "../shared/mmlu_medical/test.jsonl",
+    codiesp_folder: Annotated[
+        str,
+        typer.Option("--codiesp", help="CodiEsp folder for perplexity; '' to skip."),
+    ] = "../shared/codiesp",
+    split: Annotated[str, typer.Option("--split", help="CodiEsp split for perplexity.")] = "dev",
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Score a seeded sample of N questions.")
+    ] = None,
+    documents: Annotated[
+        int | None, typer.Option("--documents", min=1, help="Perplexity on the first N documents.")
+    ] = None,
+    window: Annotated[
+        int, typer.Option("--window", min=8, help="Tokens per perplexity window.")
+    ] = 512,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for knowledge.json.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Knowledge retention: MMLU-medical accuracy by option log-likelihood and perplexity on
+    real clinical text (CodiEsp English); compare a fine-tuned model with its base."""
+    from medcode.eval.knowledge import evaluate
+
+    result = evaluate(
+        model,
+        mmlu=Path(mmlu) if mmlu else None,
+        codiesp=Path(codiesp_folder) if codiesp_folder else None,
+        split=split,
+        limit=limit,
+        documents=documents,
+        window=window,
+        batch_size=batch_size,
+        seed=seed,
+    ).to_dict()
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "knowledge.json").write_text(json.dumps(result, indent=2))
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    mc, ppl = result["mmlu_medical"], result["perplexity"]
+    console.print(f"model: {result['model']}")
+    if mc["n"]:
+        console.print(
+            f"MMLU-medical ({mc['n']} questions, option log-likelihood): "
+            f"accuracy {mc['accuracy']:.4f}, per-character normalised {mc['accuracy_norm']:.4f}"
+        )
+    if ppl["codiesp"] is not None:
+        console.print(
+            f"CodiEsp perplexity ({ppl['documents']} documents, {ppl['tokens']:,} tokens, "
+            f"window {ppl['window']}): {ppl['codiesp']:.3f}"
+        )

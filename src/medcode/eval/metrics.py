@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medcode.eval.formats import INVALID, NoteLabels, normalize_code
+from medcode.eval.formats import INVALID, NoteLabels, NoteTable, normalize_code
 
 CATEGORIES = ("advanced_illness", "frailty", "hcc", "chronic")
 
@@ -37,6 +37,60 @@ def _categories(code: str, system: str) -> list[str]:
     from medcode.terminology.categories import category_names
 
     return category_names(code, System(system))
+
+
+_PART = 1 << 18  # gold notes per slice in CodingMetrics.update_table
+
+
+def _distinct(keys: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (sort + neighbours: np.unique is many times slower here)."""
+    keys = np.sort(keys)
+    if len(keys) > 1:
+        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+    return keys
+
+
+def _first_seen(values: np.ndarray):
+    """``(distinct values, first positions, counts, inverse)``, the distinct values in the
+    order they first occur (a Counter's key order) and ``inverse`` numbering into them.
+    ``values`` are non-negative int64."""
+    top = int(values.max()) + 1 if len(values) else 0
+    if top <= 2 * len(values) + 4096:  # few possible values (note triples): no sorting
+        counts = np.bincount(values, minlength=top)
+        first = np.full(top, len(values), dtype=np.int64)
+        np.minimum.at(first, values, np.arange(len(values), dtype=np.int64))
+        seen = np.flatnonzero(counts)
+        seen = seen[np.argsort(first[seen], kind="stable")]
+        rank = np.zeros(top, dtype=np.int64)
+        rank[seen] = np.arange(len(seen))
+        return seen, first[seen], counts[seen], rank[values]
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.ones(len(values), dtype=bool)
+    starts[1:] = ordered[1:] != ordered[:-1]
+    begin = np.flatnonzero(starts)
+    counts = np.diff(np.append(begin, len(values)))
+    first = order[begin]
+    by_first = np.argsort(first, kind="stable")
+    rank = np.empty(len(begin), dtype=np.int64)
+    rank[by_first] = np.arange(len(begin))
+    inverse = np.empty(len(values), dtype=np.int64)
+    inverse[order] = rank[np.cumsum(starts) - 1]
+    return ordered[begin][by_first], first[by_first], counts[by_first], inverse
+
+
+def _key_type(notes: int, bits: int) -> type:
+    """int32 when every ``note << bits | value`` key fits: half the memory of int64, and
+    arrays under glibc's 32 MiB mmap threshold are reused instead of freshly page-faulted."""
+    return np.int32 if notes << bits < 2**31 else np.int64
+
+
+def _note_code_keys(table: NoteTable, bits: int, dtype) -> np.ndarray:
+    """Sorted distinct ``row << bits | code`` keys of a table's codes."""
+    keys = np.repeat(np.arange(len(table), dtype=dtype), np.diff(table.offsets))
+    keys <<= bits
+    keys |= table.codes
+    return _distinct(keys)
 
 
 @dataclass
@@ -118,6 +172,151 @@ class CodingMetrics:
         gold3, pred3 = self._categories3(gold), self._categories3(pred)
         hits3 = len(gold3 & pred3)
         self.category3.add(hits3, len(pred3) - hits3, len(gold3) - hits3)
+
+    def update_table(self, gold: NoteTable, predicted: NoteTable, pred_row: np.ndarray) -> None:
+        """:meth:`update` for the fast reader's tables, vectorised: the same counters (and
+        the same key order, ties included) as one :meth:`_add` per gold note.
+        ``pred_row[i]`` is the row of gold row ``i``'s prediction, -1 for none.
+
+        Runs over slices of ``_PART`` gold notes (like :meth:`update` over batches): small
+        arrays are reused by the allocator instead of page-faulted afresh."""
+        vocab = sorted(set(gold.vocab) | set(predicted.vocab))
+        gold, predicted = gold.renumbered(vocab), predicted.renumbered(vocab)
+        step = _PART
+        for start in range(0, len(gold), step):
+            rows = pred_row[start : start + step]
+            matched = rows >= 0
+            part_row = np.full(len(rows), -1, dtype=np.int64)
+            part_row[matched] = np.arange(np.count_nonzero(matched))
+            self._update_part(
+                gold.slice(start, start + step), predicted.rows(rows[matched]), part_row
+            )
+
+    def _update_part(self, gold: NoteTable, predicted: NoteTable, pred_row: np.ndarray) -> None:
+        """:meth:`update_table` for tables sharing one vocabulary, predictions in gold
+        order (``pred_row`` increasing where not -1)."""
+        n = len(gold)
+        if n == 0:
+            return
+        vocab = gold.vocab
+        index = {code: number for number, code in enumerate(vocab)}
+        bits = max(len(vocab) - 1, 1).bit_length()  # key = note << bits | code
+        dtype = _key_type(n, bits)
+        gold_keys = _note_code_keys(gold, bits, dtype)
+        pred_keys = _note_code_keys(predicted, bits, dtype)
+        matched = pred_row >= 0
+        if not matched.all():  # prediction rows to gold notes
+            gold_of = np.flatnonzero(matched).astype(dtype)
+            notes = gold_of[pred_keys >> bits]
+            notes <<= bits
+            pred_keys = notes | (pred_keys & ((1 << bits) - 1))
+        where = np.searchsorted(gold_keys, pred_keys)
+        hit = np.zeros(len(pred_keys), dtype=bool)
+        if len(gold_keys):
+            hit = gold_keys[np.minimum(where, len(gold_keys) - 1)] == pred_keys
+        gold_hit = np.zeros(len(gold_keys), dtype=bool)
+        gold_hit[where[hit]] = True
+        size, low = len(vocab), (1 << bits) - 1
+        gold_note, gold_code = gold_keys >> bits, gold_keys & low
+        pred_note, pred_code = pred_keys >> bits, pred_keys & low
+        n_gold = np.bincount(gold_note, minlength=n)
+        n_pred = np.bincount(pred_note, minlength=n)
+        tp = np.bincount(pred_note[hit], minlength=n)
+        fp, fn = n_pred - tp, n_gold - tp
+        self.n_notes += n
+        self.n_gold += int(n_gold.sum())
+        self.n_pred += int(n_pred.sum())
+
+        base = int(max(tp.max(), fp.max(), fn.max())) + 1
+        seen, _, counts, triple_of = _first_seen((tp * base + fp) * base + fn)
+        triples = [(int(k // base // base), int(k // base % base), int(k % base)) for k in seen]
+        for triple, count in zip(triples, counts.tolist(), strict=True):
+            self.note_triples[triple] += count
+        self._add_groups(gold, triples, triple_of)
+
+        sets: dict[int, dict[str, set[str]]] = {}
+
+        def note_sets(row: int) -> dict[str, set[str]]:  # the sets _add would see
+            if row not in sets:
+                gold_set = gold.code_set(row)
+                pred_set = predicted.code_set(pred_row[row]) if pred_row[row] >= 0 else set()
+                hits = gold_set & pred_set
+                sets[row] = {"tp": hits, "fp": pred_set - hits, "fn": gold_set - hits}
+            return sets[row]
+
+        for counter, which, notes, codes in (
+            (self.tp_codes, "tp", pred_note[hit], pred_code[hit]),
+            (self.fp_codes, "fp", pred_note[~hit], pred_code[~hit]),
+            (self.fn_codes, "fn", gold_note[~gold_hit], gold_code[~gold_hit]),
+        ):
+            totals = np.bincount(codes, minlength=size)
+            first = np.full(size, n, dtype=notes.dtype)  # same dtype: ufunc.at's fast loop
+            np.minimum.at(first, codes, notes)
+            present = np.flatnonzero(totals)
+            present = present[np.argsort(first[present], kind="stable")]
+            rows = first[present].tolist()
+            start = 0
+            for end in range(1, len(present) + 1):  # codes first counted in the same note
+                if end < len(present) and rows[end] == rows[start]:
+                    continue
+                if end - start == 1:
+                    ordered = [vocab[present[start]]]
+                else:  # in the order _add's set iterates them
+                    wanted = {vocab[c] for c in present[start:end].tolist()}
+                    ordered = [c for c in note_sets(rows[start])[which] if c in wanted]
+                for code in ordered:
+                    counter[code] += int(totals[index[code]])
+                start = end
+
+        used = np.zeros(size, dtype=bool)
+        used[gold_code] = True
+        used[pred_code] = True
+        prefixes = {}
+        for number in np.flatnonzero(used).tolist():
+            code = vocab[number]
+            prefix = self._icd3.get(code)
+            prefixes[number] = prefix if prefix is not None else self._prefix(code)
+        names = sorted({p for p in prefixes.values() if p != "-"})
+        rank = {name: number for number, name in enumerate(names)}
+        width = max(len(names) - 1, 1).bit_length()
+        category = np.full(size, -1, dtype=_key_type(n, width))
+        for number, prefix in prefixes.items():
+            category[number] = rank.get(prefix, -1)
+
+        def category_keys(notes: np.ndarray, codes: np.ndarray) -> np.ndarray:
+            found = category[codes]
+            known = found >= 0
+            keys = notes[known].astype(found.dtype)
+            keys <<= width
+            keys |= found[known]
+            return _distinct(keys)
+
+        gold3, pred3 = category_keys(gold_note, gold_code), category_keys(pred_note, pred_code)
+        hits3 = int(np.isin(pred3, gold3, assume_unique=True).sum())
+        self.category3.add(hits3, len(pred3) - hits3, len(gold3) - hits3)
+
+    def _add_groups(self, gold: NoteTable, triples: list, triple_of: np.ndarray) -> None:
+        """``group_triples`` for note types and splits, keys in first-seen order."""
+        import pyarrow.compute as pc
+
+        entries = []
+        for kind, names in (("note_type", gold.note_type), ("split", gold.split)):
+            if names.null_count == len(names):
+                continue
+            encoded = pc.dictionary_encode(names)
+            labels = encoded.dictionary.to_pylist()
+            group = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+            falsy = [number for number, label in enumerate(labels) if not label]
+            rows = np.flatnonzero((group >= 0) & ~np.isin(group, falsy))
+            keys = group[rows].astype(np.int64) * len(triples) + triple_of[rows]
+            seen, first, counts, _ = _first_seen(keys)
+            for key, row, count in zip(
+                seen.tolist(), rows[first].tolist(), counts.tolist(), strict=True
+            ):
+                name, triple = labels[key // len(triples)], triples[key % len(triples)]
+                entries.append((row, kind == "split", (kind, name, *triple), count))
+        for _, _, key, count in sorted(entries, key=lambda entry: entry[:2]):
+            self.group_triples[key] += count
 
     def _code_counts(self) -> dict[str, _Counts]:
         codes = set(self.tp_codes) | set(self.fp_codes) | set(self.fn_codes)
@@ -202,4 +401,16 @@ class CodingMetrics:
             "category3_secondary": self.category3.scores(),
             "top_false_positives": false_positives,
             "top_false_negatives": false_negatives,
+            # Per-code counts (every code in the gold or the predictions), for frequency bands
+            # and error analysis: derived from the counters, no per-note work.
+            "by_code": {
+                code: {
+                    "tp": self.tp_codes[code],
+                    "fp": self.fp_codes[code],
+                    "fn": self.fn_codes[code],
+                }
+                for code in sorted(
+                    self.tp_codes.keys() | self.fp_codes.keys() | self.fn_codes.keys()
+                )
+            },
         }
