@@ -1,0 +1,157 @@
+"""Candidate retriever: recall@k of (a) the TF-IDF ranking alone (the baseline: the
+retriever's own coder, measured in the same run), (b) the lexicon alone, (c) the merged
+retriever, on validation, test, test_ood and CodiEsp dev diagnoses (ICD-10-CM; evaluation
+only, never tuned on), and the speed of ``candidates``.
+
+    .venv/bin/python benchmarks/bench_retriever.py [CORPUS] [--max-train N] [--codiesp DIR]
+        [--save DIR]
+
+Without CORPUS, a 20,000-note corpus (seed 5) is generated in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from medcode.model.retriever import Retriever, recall_at_k, recall_of
+from medcode.synth.card import read_rows
+from medcode.terminology import cpt, icd10cm
+
+KS = (5, 10, 20, 30, 50)
+
+
+def _corpus(folder: Path) -> dict[str, tuple[list[str], list[list[str]]]]:
+    splits: dict[str, tuple[list[str], list[list[str]]]] = {}
+    for row in read_rows(folder, ["text", "codes", "split"]):
+        texts, labels = splits.setdefault(row["split"], ([], []))
+        texts.append(row["text"])
+        labels.append([c["code"] for c in row["codes"]])
+    return splits
+
+
+def _codiesp(folder: Path) -> tuple[list[str], list[list[str]]] | None:
+    from medcode.eval.codiesp import load
+
+    if not (folder / "dev").is_dir():
+        return None
+    notes, gold = load(folder, "dev")
+    codes = [
+        [icd10cm.normalize(c) if icd10cm.looks_like(c) else c for c in gold[n["id"]]] for n in notes
+    ]
+    return [n["text"] for n in notes], codes
+
+
+def _tfidf_ranking(retriever: Retriever, texts: list[str], depth: int) -> list[list[str]]:
+    codes = np.array(retriever.coder.codes)
+    ranked = []
+    for start in range(0, len(texts), 512):
+        for row in retriever.coder.decision(texts[start : start + 512]):
+            ranked.append(list(codes[np.argsort(-row, kind="stable")[:depth]]))
+    return ranked
+
+
+def _lexicon_ranking(retriever: Retriever, texts: list[str]) -> list[list[str]]:
+    ranked = []
+    for text in texts:
+        scores = retriever.lexicon.scores(text)
+        ranked.append(sorted(scores, key=lambda code: (-scores[code], code)))
+    return ranked
+
+
+def _icd_only(ranked: list[list[str]]) -> list[list[str]]:
+    table = cpt.procedure_table()
+    return [[code for code in row if code not in table] for row in ranked]
+
+
+def _line(name: str, recall: dict[int, float]) -> str:
+    return f"  {name:<34}" + "".join(f"{recall[k]:>8.3f}" for k in KS)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("corpus", nargs="?", type=Path)
+    parser.add_argument("--max-train", type=int, default=20_000)
+    parser.add_argument("--codiesp", type=Path, default=Path("../shared/codiesp"))
+    parser.add_argument("--save", type=Path, help="save the fitted retriever here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.corpus
+        if folder is None:
+            from medcode.synth.generate import SynthConfig, run
+
+            folder = Path(tmp) / "corpus"
+            started = time.perf_counter()
+            run(SynthConfig(n=20_000, seed=5), folder, workers=2)
+            print(f"generated 20,000 notes in {time.perf_counter() - started:.0f} s")
+        splits = _corpus(folder)
+    train_texts, train_labels = splits["train"]
+    train_texts, train_labels = train_texts[: args.max_train], train_labels[: args.max_train]
+
+    started = time.perf_counter()
+    retriever = Retriever.fit(train_texts, train_labels, k=30)
+    print(
+        f"fit on {len(train_texts):,} training notes in {time.perf_counter() - started:.0f} s "
+        f"(lexicon: {len(retriever.lexicon):,} phrases; TF-IDF coder: "
+        f"{len(retriever.coder.codes):,} codes)"
+    )
+    if args.save:
+        retriever.save(args.save)
+    unreserved = Retriever(
+        retriever.coder,
+        retriever.lexicon,
+        k=30,
+        merge=retriever.merge,
+        config=dataclasses.replace(retriever.config, reserve=0.0),
+    )
+
+    sets = [(name, *splits[name]) for name in ("validation", "test", "test_ood") if name in splits]
+    real = _codiesp(args.codiesp)
+    if real is not None:
+        sets.append(("codiesp dev (ICD-10-CM)", *real))
+    else:
+        print(f"CodiEsp not found at {args.codiesp}: skipped")
+    print("\nrecall@k (micro, gold (note, code) pairs among the top k)")
+    print(f"  {'':<34}" + "".join(f"{'@' + str(k):>8}" for k in KS))
+    for name, texts, gold in sets:
+        print(f"{name} ({len(texts):,} notes, {sum(len(set(g)) for g in gold):,} gold codes)")
+        tfidf_ranked = _tfidf_ranking(retriever, texts, 400)
+        tfidf = recall_of(tfidf_ranked, gold, KS)
+        merged = recall_at_k(retriever, texts, gold, KS)
+        print(_line("(a) TF-IDF ranking", tfidf))
+        print(_line("(b) lexicon", recall_of(_lexicon_ranking(retriever, texts), gold, KS)))
+        print(_line("(c) merged", merged))
+        print(_line("    merged, no lexicon reserve", recall_at_k(unreserved, texts, gold, KS)))
+        print(f"  {'merged / TF-IDF':<34}" + "".join(f"{merged[k] / tfidf[k]:>8.2f}" for k in KS))
+        if name.startswith("codiesp"):
+            icd = [[c.code for c in row] for row in unreserved.candidates(texts, k=400)]
+            print(
+                _line(
+                    "(a) TF-IDF, ICD-10-CM codes only", recall_of(_icd_only(tfidf_ranked), gold, KS)
+                )
+            )
+            print(_line("(c) merged*, ICD-10-CM codes only", recall_of(_icd_only(icd), gold, KS)))
+            print("  (* no lexicon reserve: its places are a share of k)")
+
+    texts = (splits.get("test") or splits["validation"])[0]
+    retriever.candidates(texts[:50])  # warm caches
+    timings = {
+        "candidates (k=30)": lambda: retriever.candidates(texts, k=30),
+        "  of which TF-IDF scores": lambda: retriever.coder.decision(texts),
+        "  of which lexicon matching": lambda: [retriever.lexicon.evidence(t) for t in texts],
+    }
+    print()
+    for name, work in timings.items():
+        started = time.perf_counter()
+        work()
+        rate = len(texts) / (time.perf_counter() - started)
+        print(f"{name}: {rate:,.0f} notes/s" + (" (target >= 200)" if "k=30" in name else ""))
+
+
+if __name__ == "__main__":
+    main()
