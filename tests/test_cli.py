@@ -93,8 +93,8 @@ def test_bad_system_option(cli):
     assert code == 2 and "icd10cm" in err
 
 
-def test_demo_tours_the_code_sets(cli):
-    code, out, _ = cli("demo")
+def test_codes_tour(cli):
+    code, out, _ = cli("codes", "tour")
     assert code == 0
     assert "S72.001A" in out and "T36.0X5A" in out and "HCC 37" in out
     assert "combination.diabetes" in out and "I12.9" in out

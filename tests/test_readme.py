@@ -13,7 +13,7 @@ def readme_commands() -> list[str]:
 
 def test_readme_leads_with_two_commands():
     main_job, tests = readme_commands()
-    assert main_job == "scripts/install.sh && .venv/bin/medcode demo"
+    assert main_job == "scripts/install.sh train && .venv/bin/medcode demo"
     assert "pytest" in tests
 
 

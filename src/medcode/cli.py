@@ -17,6 +17,8 @@ from medcode import __version__
 from medcode.baselines.commands import app as baseline_app
 from medcode.errors import MedcodeError
 from medcode.eval.commands import app as eval_app
+from medcode.model.commands import register as register_model_commands
+from medcode.model.train_command import train as train_command
 from medcode.policy.commands import app as policy_app
 from medcode.records import System
 from medcode.synth.commands import app as synth_app
@@ -33,6 +35,8 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(synth_app, name="synth")
 app.add_typer(eval_app, name="eval")
 app.add_typer(baseline_app, name="baseline")
+register_model_commands(app)  # medcode code, medcode predict
+app.command("train")(train_command)
 
 console = Console()
 errors = Console(stderr=True)
@@ -181,12 +185,121 @@ def codes_build(
         console.print(f"[bold]{full}[/bold]  {icd10cm.description(full)}")
 
 
-@app.command("demo")
-def demo() -> None:
-    """Run the end-to-end demonstration (for now: a tour of the code sets)."""
+@app.command("report")
+def report(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="RUN_DIR",
+            help="Run folders, one per system: metrics.json or <set>/metrics.json from "
+            "medcode eval --out, optional run.json, train_log.jsonl, knowledge.json.",
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", metavar="DIR", help="Folder for report.md, report.html and plots/."),
+    ],
+) -> None:
+    """Compare systems: Markdown and self-contained HTML report with PNG plots, every number
+    linked to its predictions file."""
+    import shlex
+
+    from medcode.eval.report import write_report
+
+    written = write_report(
+        runs,
+        out,
+        command=shlex.join(["medcode", *sys.argv[1:]]),
+        progress=lambda message: console.print(f"[dim]{message}...[/dim]"),
+    )
+    console.print(f"wrote {written.markdown}, {written.html} and {len(written.plots)} plot(s)")
+
+
+@codes_app.command("tour")
+def codes_tour() -> None:
+    """A short tour of the code sets and the coding rules."""
     from medcode.terminology.display import code_set_tour
 
     code_set_tour(console)
+
+
+@app.command("demo")
+def demo(
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for everything.")] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A smoke run of a few minutes (tiny corpus).")
+    ] = False,
+    model: Annotated[
+        str, typer.Option("--model", help="Base model: 'embedded' or a model folder.")
+    ] = "embedded",
+    recipe: Annotated[Path, typer.Option("--recipe", help="Training recipe.")] = Path(
+        "configs/cpu/gemma3_270m_lora.yaml"
+    ),
+    train_minutes: Annotated[
+        float | None, typer.Option("--time-budget", min=0.1, help="Fine-tuning minutes.")
+    ] = None,
+    notes: Annotated[int | None, typer.Option("--notes", min=50, help="Corpus size.")] = None,
+    eval_notes: Annotated[
+        int | None, typer.Option("--eval-notes", min=1, help="Notes per evaluation set.")
+    ] = None,
+    mmlu: Annotated[
+        str, typer.Option("--mmlu", help="MMLU-medical test.jsonl ('' to skip).")
+    ] = "../shared/mmlu_medical/test.jsonl",
+    codiesp: Annotated[
+        str, typer.Option("--codiesp", help="CodiEsp folder ('' to skip).")
+    ] = "../shared/codiesp",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="Recipe overrides key=value.")
+    ] = None,
+) -> None:
+    """The experiment end to end: synthesise a corpus, score the base model zero-shot,
+    fine-tune within a time budget, score again, train and score the baseline, check
+    knowledge retention, write the report and summary.json."""
+    from medcode.demo import DemoConfig, run_demo
+
+    changes = {
+        "model": model,
+        "recipe": str(recipe),
+        "train_minutes": train_minutes,
+        "notes": notes,
+        "eval_notes": eval_notes,
+        "mmlu": mmlu or None,
+        "codiesp": codiesp or None,
+        "seed": seed,
+        "overrides": list(overrides or []),
+        "out": str(out) if out else None,
+    }
+    changes = {k: v for k, v in changes.items() if v is not None}
+    config = DemoConfig.quick(**changes) if quick else DemoConfig(**changes)
+    summary = run_demo(config, lambda message: console.print(f"[bold cyan]>[/] {message}"))
+    _print_summary(summary, Path(config.out))
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    table = Table(title="exact-code micro F1", title_justify="left")
+    sets = ("test", "test_ood", "codiesp_dev")
+    table.add_column("system")
+    for name in sets:
+        table.add_column(name, justify="right")
+    for system in ("zero_shot", "fine_tuned", "baseline"):
+        cells = []
+        for name in sets:
+            found = summary.get(system, {}).get(name)
+            cells.append(f"{found['micro_f1']:.3f}" if found else "-")
+        table.add_row(system.replace("_", "-"), *cells)
+    console.print(table)
+    knowledge = summary.get("knowledge", {})
+    for name, found in knowledge.items():
+        if found and found.get("mmlu_medical_accuracy") is not None:
+            console.print(
+                f"MMLU-medical accuracy ({name}): {found['mmlu_medical_accuracy']:.3f} "
+                f"on {found['mmlu_medical_n']} questions"
+            )
+    train = summary.get("train", {})
+    if train.get("tokens"):
+        console.print(f"training: {train['tokens']:,} tokens in {train['seconds']:.0f} s")
+    console.print(f"report: {out / 'report' / 'report.html'}; summary: {out / 'summary.json'}")
 
 
 def main() -> None:

