@@ -331,3 +331,15 @@ def test_cli_code_prints_codes(cli, tiny_model, tmp_path):
     assert all(row["code"] in valid and "description" in row for row in payload["codes"])
     status, out, err = cli("code", "--model", str(tiny_model), str(note), "--max-new-tokens", "8")
     assert status == 0, err
+
+
+def test_validator_applies_the_excludes1_edit():
+    # E10 (type 1) and E11 (type 2 diabetes) exclude each other: the first-listed stays
+    kept, scores, dropped = CodeValidator()(
+        ["E11.9", "E10.9", "I10", "99214"], [0.9, 0.8, 0.7, 0.6]
+    )
+    assert kept == ["E11.9", "I10", "99214"]
+    assert scores == [0.9, 0.7, 0.6]
+    assert dropped == ["E10.9 (Excludes1 with E11.9)"]
+    # a policy-correct combination is left alone
+    assert CodeValidator()(["N18.31", "I12.9", "E11.22"])[0] == ["N18.31", "I12.9", "E11.22"]

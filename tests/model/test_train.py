@@ -141,7 +141,8 @@ def test_only_answer_tokens_are_labelled(tokenizer):
 
 
 def test_long_note_is_cut_in_the_middle_not_the_answer(tokenizer):
-    from medcode.model.train import CUT_MARKER, IGNORE_INDEX, encode_example
+    from medcode.model.prompt import CUT_MARKER
+    from medcode.model.train import IGNORE_INDEX, encode_example
 
     note = "HEAD of the note. " + "filler words " * 200 + "Assessment: diabetes."
     codes = ["E11.9", "99213"]

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from medcode.errors import MedcodeError
 from medcode.model.loading import ModelError
-from medcode.model.prompt import MODES, Candidate, build_prompt, parse_codes
+from medcode.model.prompt import MODES, Candidate, build_prompt, fit_prompt, parse_codes
 
 RECORD = "medcode_model.json"
 BACKENDS = ("hf", "openai")
@@ -96,7 +96,9 @@ class CodeValidator:
     def __call__(
         self, codes: Sequence[str], scores: Sequence[float] | None = None
     ) -> tuple[list[str], list[float] | None, list[str]]:
-        """``(kept codes, their scores, dropped raw codes)``, order kept, duplicates removed."""
+        """``(kept codes, their scores, dropped raw codes)``, order kept, duplicates removed,
+        and the policy's Excludes1 edit applied: an ICD-10-CM code that an earlier-listed one
+        excludes (or that excludes it) is dropped, noted as ``"CODE (Excludes1 with OTHER)"``."""
         kept: list[str] = []
         kept_scores: list[float] = []
         dropped: list[str] = []
@@ -104,11 +106,37 @@ class CodeValidator:
             code = self.canonical(raw)
             if code is None:
                 dropped.append(str(raw))
+                continue
+            conflict = _excludes1_partner(code, kept)
+            if conflict is not None:
+                dropped.append(f"{code} (Excludes1 with {conflict})")
             elif code not in kept:
                 kept.append(code)
                 if scores is not None:
                     kept_scores.append(float(scores[index]))
         return kept, (kept_scores if scores is not None else None), dropped
+
+
+def _excludes1_partner(code: str, kept: list[str]) -> str | None:
+    """The first kept ICD-10-CM code in an Excludes1 conflict with ``code``, if any."""
+    from medcode.errors import CodeError
+    from medcode.policy.facts import excludes1_conflict
+    from medcode.terminology import icd10cm
+
+    def is_icd(text: str) -> bool:
+        return icd10cm.looks_like(text) and icd10cm.is_valid(text)
+
+    if not is_icd(code):
+        return None  # CPT/HCPCS (G0438 is not ICD-10-CM G04.38)
+    for other in kept:
+        if other == code or not is_icd(other):
+            continue
+        try:
+            if excludes1_conflict(other, code):
+                return other
+        except (CodeError, ValueError):
+            continue
+    return None
 
 
 def _candidates(coder: Any, texts: list[str]) -> list[list[Candidate]] | None:
@@ -175,38 +203,25 @@ class HFBackend:
             self._trie = trie_for(self.tokenizer, self.validator.codes)
         return self._trie
 
-    def _length(self, text: str) -> int:
-        return len(self.tokenizer(text)["input_ids"])
-
     def fit_prompt(
         self, note: str, candidates: Sequence[Candidate] | None, note_id: str
     ) -> tuple[str, bool]:
-        """The prompt for ``note``, its note cut to fit ``max_prompt_tokens``; and whether it
-        was cut."""
-        prompt = build_prompt(note, self.mode, candidates)
-        length = self._length(prompt)
-        if length <= self.max_prompt_tokens:
-            return prompt, False
-        note_ids = self.tokenizer(note.strip(), add_special_tokens=False)["input_ids"]
-        excess = length - self.max_prompt_tokens
-        keep = len(note_ids) - excess
-        while keep > 0:
-            cut = self.tokenizer.decode(note_ids[:keep], skip_special_tokens=True)
-            prompt = build_prompt(cut, self.mode, candidates)
-            excess = self._length(prompt) - self.max_prompt_tokens
-            if excess <= 0:
-                break
-            keep -= max(excess, 1)
-        if keep <= 0:
+        """The prompt for ``note`` within ``max_prompt_tokens``, the note cut in the middle as
+        in training (:func:`medcode.model.prompt.fit_prompt`); and whether it was cut."""
+        prompt, ids, truncated = fit_prompt(
+            self.tokenizer, note, self.mode, candidates, self.max_prompt_tokens
+        )
+        if prompt is None:
             raise MedcodeError(
                 f"note {note_id}: the prompt without the note already exceeds "
                 f"--max-prompt-tokens {self.max_prompt_tokens}"
             )
-        self.warn(
-            f"note {note_id}: {length} prompt tokens exceed the {self.max_prompt_tokens}-token "
-            f"limit; the note was cut to its first {keep} tokens"
-        )
-        return prompt, True
+        if truncated:
+            self.warn(
+                f"note {note_id}: the prompt exceeds the {self.max_prompt_tokens}-token limit; "
+                f"the middle of the note was cut ({len(ids)} tokens kept)"
+            )
+        return prompt, truncated
 
     def predict(
         self,

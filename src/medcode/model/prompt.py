@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 MODES = ("plain", "candidates")
 INSTRUCTION = (
@@ -55,6 +56,45 @@ def build_prompt(
         )
         parts.append("")
     return "\n".join(parts) + ANSWER_HEADER
+
+
+CUT_MARKER = "\n[...]\n"
+
+
+def fit_prompt(
+    tokenizer: Any,
+    note: str,
+    mode: str,
+    candidates: Sequence[Candidate] | None,
+    budget: int,
+) -> tuple[str | None, list[int] | None, bool]:
+    """The prompt within ``budget`` tokens: ``(text, ids, truncated)``. A note too long is cut
+    in the middle (its start and its assessment and plan are kept, joined by ``[...]``), the
+    same way for training and inference; ``text`` and ``ids`` are None when even an empty
+    note does not fit."""
+    text = build_prompt(note, mode, candidates)
+    ids = tokenizer(text)["input_ids"]
+    if len(ids) <= budget:
+        return text, ids, False
+    offsets = tokenizer(note, add_special_tokens=False, return_offsets_mapping=True)[
+        "offset_mapping"
+    ]
+    n = len(offsets)
+    drop = len(ids) - budget + 4  # a few tokens for the cut marker
+    for _ in range(8):
+        keep = n - drop
+        if keep <= 1:
+            break
+        head, tail = keep // 2, keep - keep // 2
+        cut = note[: offsets[head - 1][1]].rstrip() + CUT_MARKER + note[offsets[n - tail][0] :]
+        text = build_prompt(cut, mode, candidates)
+        ids = tokenizer(text)["input_ids"]
+        if len(ids) <= budget:
+            return text, ids, True
+        drop += len(ids) - budget
+    text = build_prompt(CUT_MARKER.strip(), mode, candidates)
+    ids = tokenizer(text)["input_ids"]
+    return (text, ids, True) if len(ids) <= budget else (None, None, True)
 
 
 def build_target(codes: Sequence[str]) -> str:

@@ -36,11 +36,10 @@ from typing import Any
 
 from medcode.errors import MedcodeError
 from medcode.model.loading import EMBEDDED, ModelError, resolve
-from medcode.model.prompt import Candidate, build_prompt, build_target
+from medcode.model.prompt import Candidate, build_target, fit_prompt
 from medcode.model.train_config import ConfigError, TrainConfig
 
 IGNORE_INDEX = -100
-CUT_MARKER = "\n[...]\n"
 RECORD = "medcode_model.json"
 CLOCK = "medcode_clock.json"
 RETRIEVER_DIR = "retriever"
@@ -64,30 +63,10 @@ def prompt_ids(
     candidates: Sequence[Candidate] | None,
     budget: int,
 ) -> tuple[list[int] | None, bool]:
-    """The prompt's token ids within ``budget`` tokens, cutting the note in the middle if it
-    is too long: ``(ids, truncated)``; ``ids`` is None when even an empty note does not fit."""
-    ids = tokenizer(build_prompt(note, mode, candidates))["input_ids"]
-    if len(ids) <= budget:
-        return ids, False
-    offsets = tokenizer(note, add_special_tokens=False, return_offsets_mapping=True)[
-        "offset_mapping"
-    ]
-    n = len(offsets)
-    drop = len(ids) - budget + 4  # a few tokens for the cut marker
-    for _ in range(8):
-        keep = n - drop
-        if keep <= 1:
-            break
-        head, tail = keep // 2, keep - keep // 2
-        head_end = offsets[head - 1][1]
-        tail_start = offsets[n - tail][0]
-        cut = note[:head_end].rstrip() + CUT_MARKER + note[tail_start:].lstrip()
-        ids = tokenizer(build_prompt(cut, mode, candidates))["input_ids"]
-        if len(ids) <= budget:
-            return ids, True
-        drop += len(ids) - budget
-    ids = tokenizer(build_prompt(CUT_MARKER.strip(), mode, candidates))["input_ids"]
-    return (ids, True) if len(ids) <= budget else (None, True)
+    """The prompt's token ids within ``budget`` tokens (the note cut in the middle if too
+    long, as :func:`medcode.model.prompt.fit_prompt` does at inference): ``(ids, truncated)``."""
+    _, ids, truncated = fit_prompt(tokenizer, note, mode, candidates, budget)
+    return ids, truncated
 
 
 def encode_example(
