@@ -162,7 +162,10 @@ def code_command(
         score = f"  [dim]{row['score']:.2f}[/dim]" if row["score"] is not None else ""
         console.print(f"[bold]{row['code']:<9}[/bold] {escape(row['description'])}{score}")
     if prediction.dropped:
-        _warn(f"dropped {len(prediction.dropped)} invalid code(s): {', '.join(prediction.dropped)}")
+        _warn(
+            f"dropped {len(prediction.dropped)} code(s) (invalid or an Excludes1 conflict): "
+            + ", ".join(prediction.dropped)
+        )
 
 
 # --------------------------------------------------------------------------- predict
@@ -340,14 +343,14 @@ def predict_command(
         "notes_coded": coded,
         "notes_resumed": skipped,
         "seconds": round(elapsed, 2),
-        "invalid_codes_dropped": dropped,
+        "codes_dropped": dropped,  # invalid, or in an Excludes1 conflict with an earlier code
         "notes_truncated": truncated,
     }
     out.with_suffix(".run.json").write_text(json.dumps(record, indent=2) + "\n")
     console.print(
         f"coded {coded:,} notes in {elapsed:.1f} s ({coded / max(elapsed, 1e-9):.2f} notes/s)"
         + (f", {skipped:,} already done" if skipped else "")
-        + (f"; dropped {dropped:,} invalid codes" if dropped else "")
+        + (f"; dropped {dropped:,} codes (invalid or Excludes1)" if dropped else "")
         + (f"; {truncated:,} notes cut to fit the context" if truncated else "")
         + f" -> {out}"
     )
