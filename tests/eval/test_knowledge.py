@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -127,7 +128,10 @@ def test_cli_writes_knowledge_json(cli, tiny_model, tmp_path):
 
 
 def test_cli_missing_model_is_one_clear_error(cli, tmp_path):
-    status, _out, err = cli("eval", "knowledge", "--model", str(tmp_path / "nope"))
+    mmlu = Path(__file__).parents[1] / "assets" / "mmlu_tiny.jsonl"
+    status, _out, err = cli(
+        "eval", "knowledge", "--model", str(tmp_path / "nope"), "--mmlu", str(mmlu)
+    )
     assert status != 0
     assert "no such model folder" in err
     assert "Traceback" not in err

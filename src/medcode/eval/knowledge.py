@@ -232,8 +232,9 @@ def evaluate(
     """Load ``model`` and score what was asked for (MMLU-medical, CodiEsp perplexity)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from medcode.model.loading import load
+    from medcode.model.loading import load, resolve
 
+    resolve(model)  # a wrong model path is reported before any data is read
     if mmlu is None and codiesp is None:
         raise MedcodeError("nothing to evaluate: give --mmlu and/or --codiesp")
     questions = read_questions(mmlu, limit, seed) if mmlu is not None else []
