@@ -45,3 +45,16 @@ target="."
 [ -n "$extras" ] && target=".[$extras]"
 echo "installing medcode${extras:+ [$extras]}"
 pip_install -e "$target"
+
+# The review page's browser test (tests/serve/test_review_page.py) drives Debian's Chromium
+# through Playwright; it is skipped, with the reason, when no Chromium is found.
+if [[ ",$extras," == *",dev,"* ]] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium (apt-get) for the review page's browser test"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends chromium >/dev/null; } \
+      || echo "warning: could not install chromium; the browser test will be skipped" >&2
+  else
+    echo "note: install chromium (apt-get install chromium) to run the browser test" >&2
+  fi
+fi

@@ -21,6 +21,7 @@ from medcode.model.commands import register as register_model_commands
 from medcode.model.train_command import train as train_command
 from medcode.policy.commands import app as policy_app
 from medcode.records import System
+from medcode.serve.commands import serve as serve_command
 from medcode.synth.commands import app as synth_app
 
 app = typer.Typer(
@@ -37,6 +38,7 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(baseline_app, name="baseline")
 register_model_commands(app)  # medcode code, medcode predict
 app.command("train")(train_command)
+app.command("serve")(serve_command)
 
 console = Console()
 errors = Console(stderr=True)
