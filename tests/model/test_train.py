@@ -211,6 +211,89 @@ def test_head_on_labels_gradients_match_full_logits(tiny_model, tokenizer):
     assert torch.allclose(ours, model.model.layers[0].mlp.up_proj.weight.grad, atol=1e-6)
 
 
+def test_kl_positions_are_prompt_positions_in_the_window(tokenizer):
+    import torch
+
+    from medcode.model.train import kl_positions
+
+    batch = _batch(tokenizer)
+    labels, mask = batch["labels"], batch["attention_mask"]
+    chosen = kl_positions(
+        labels, mask, count=6, window=20, generator=torch.Generator().manual_seed(0)
+    )
+    assert chosen.shape == labels.shape
+    assert (chosen.sum(dim=1) == 6).all()
+    rows, cols = chosen.nonzero(as_tuple=True)
+    assert int(cols.max()) < 20
+    assert (labels[rows, cols + 1] == -100).all()  # the next token is a prompt token
+    assert (mask[rows, cols + 1] == 1).all()  # never padding
+    # a window past the prompt: never an answer position nor the last prompt token
+    every = kl_positions(labels, mask, count=10_000, window=10_000)
+    rows, cols = every.nonzero(as_tuple=True)
+    assert (labels[rows, cols + 1] == -100).all() and (mask[rows, cols + 1] == 1).all()
+    prompt_lengths = (labels == -100).logical_and(mask == 1).sum(dim=1)
+    assert (every.sum(dim=1) == prompt_lengths - 1).all()
+
+
+def _lora(tiny_model, scale: float):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    model = get_peft_model(
+        base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "up_proj"])
+    )
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0.0, scale)
+    return model
+
+
+def test_regularised_loss_is_the_answer_loss_plus_kl_to_the_base(tiny_model, tokenizer):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from medcode.model.train import _base_logits_for, answer_loss, kl_positions, regularised_loss
+
+    model = _lora(tiny_model, scale=0.5)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    batch = _batch(tokenizer)
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    sample = kl_positions(
+        labels, mask, count=5, window=30, generator=torch.Generator().manual_seed(1)
+    )
+    ce, count, kl, kl_count = regularised_loss(
+        model, ids, mask, labels, sample, _base_logits_for(model)
+    )
+    reference_ce, reference_count = answer_loss(model, ids, mask, labels)
+    assert count == reference_count and torch.allclose(ce, reference_ce, atol=1e-4)
+    # KL(base || tuned) by hand from full-vocabulary logits of both models
+    tuned = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[sample], dim=-1)
+    frozen = torch.log_softmax(base(input_ids=ids, attention_mask=mask).logits[sample], dim=-1)
+    by_hand = (frozen.exp() * (frozen - tuned)).sum()
+    assert kl_count == 10 and float(kl) > 1e-3
+    assert torch.allclose(kl, by_hand, rtol=1e-4, atol=1e-5)
+    # the gradient reaches the adapters through the KL term alone
+    kl.backward()
+    grads = [p.grad for n, p in model.named_parameters() if "lora_" in n]
+    assert any(g is not None and float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_kl_is_zero_while_the_adapter_is_the_identity(tiny_model, tokenizer):
+
+    from medcode.model.train import _base_logits_for, kl_positions, regularised_loss
+
+    model = _lora(tiny_model, scale=0.0)  # LoRA B = 0: the tuned model is the base
+    batch = _batch(tokenizer)
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    sample = kl_positions(labels, mask, count=8, window=64)
+    _, _, kl, kl_count = regularised_loss(model, ids, mask, labels, sample, _base_logits_for(model))
+    assert kl_count > 0 and abs(float(kl)) < 1e-4
+
+
 def test_top_layers_puts_adapters_on_the_top_layers_only(tiny_model):
     from transformers import AutoModelForCausalLM
 
@@ -354,6 +437,27 @@ def test_loss_decreases_on_repeated_batch(tiny_model, tiny_corpus, tmp_path):
     losses = [row["loss"] for row in read_jsonl(tmp_path / "run" / "train_log.jsonl")]
     assert len(losses) == 8
     assert losses[-1] < losses[0] - 0.1
+
+
+def test_training_with_kl_logs_both_terms(tiny_model, tiny_corpus, tmp_path):
+    config = tiny_config(
+        tiny_model,
+        tiny_corpus,
+        tmp_path / "run",
+        mode="plain",
+        max_steps=3,
+        learning_rate=2e-2,
+        kl_weight=1.0,
+        kl_positions=4,
+        kl_window=40,
+    )
+    summary = run_train(config)
+    assert summary["steps"] == 3
+    log = read_jsonl(tmp_path / "run" / "train_log.jsonl")
+    assert all(row["kl"] >= 0 and row["answer_loss"] > 0 for row in log)
+    assert log[-1]["kl"] > 0  # the adapter has moved away from the base
+    # the logged loss is the answer loss plus the weighted KL
+    assert all(abs(row["loss"] - (row["answer_loss"] + row["kl"])) < 1e-3 for row in log)
 
 
 def test_resume_continues_from_the_checkpoint(tiny_model, tiny_corpus, tmp_path, stub_retriever):

@@ -151,6 +151,85 @@ def answer_loss(model: Any, input_ids: Any, attention_mask: Any, labels: Any) ->
     return loss, int(targets.numel())
 
 
+def kl_positions(labels: Any, attention_mask: Any, count: int, window: int, generator=None) -> Any:
+    """A boolean ``[batch, length]`` mask of up to ``count`` prompt positions per row, drawn at
+    random among the first ``window`` tokens, each predicting a prompt token (never an answer
+    token or padding), where the KL term compares the tuned model with its base."""
+    import torch
+
+    length = labels.shape[1]
+    eligible = torch.zeros_like(labels, dtype=torch.bool)
+    eligible[:, :-1] = (labels[:, 1:] == IGNORE_INDEX) & (attention_mask[:, 1:] != 0)
+    eligible[:, min(window, length) :] = False
+    noise = torch.rand(labels.shape, generator=generator, device=labels.device)
+    noise = noise.masked_fill(~eligible, 2.0)
+    take = min(count, length)
+    order = noise.topk(take, dim=1, largest=False).indices
+    chosen = torch.zeros_like(eligible)
+    chosen.scatter_(1, order, True)
+    return chosen & eligible
+
+
+def regularised_loss(
+    model: Any,
+    input_ids: Any,
+    attention_mask: Any,
+    labels: Any,
+    kl_mask: Any,
+    base_logits: Callable[[Any, Any, Any], Any],
+) -> tuple[Any, int, Any, int]:
+    """``(answer cross-entropy sum, answer tokens, KL sum, KL positions)`` from one forward pass
+    of the tuned model whose head runs at the answer positions and the ``kl_mask`` positions;
+    ``base_logits(input_ids, attention_mask, mask)`` gives the frozen base's logits at ``mask``
+    (row order: batch, then position), and the KL is KL(base || tuned) over the vocabulary."""
+    import torch
+
+    targets_mask = labels[:, 1:] != IGNORE_INDEX
+    answer = torch.zeros_like(labels, dtype=torch.bool)
+    answer[:, :-1] = targets_mask
+    keep = answer | kl_mask
+    outputs = model(
+        input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False
+    )
+    logits = outputs.logits
+    if logits.dim() == 3:
+        logits = logits[keep]
+    logits = logits.float()
+    targets = labels[:, 1:][targets_mask]
+    answer_rows = answer[keep]
+    ce = torch.nn.functional.cross_entropy(logits[answer_rows], targets, reduction="sum")
+    kl_count = int(kl_mask.sum())
+    if not kl_count:
+        return ce, int(targets.numel()), logits.new_zeros(()), 0
+    width = int(kl_mask.nonzero()[:, 1].max()) + 1
+    with torch.no_grad():
+        reference = base_logits(input_ids[:, :width], attention_mask[:, :width], kl_mask[:, :width])
+        reference = torch.log_softmax(reference.float(), dim=-1)
+    tuned = torch.log_softmax(logits[~answer_rows], dim=-1)
+    kl = torch.nn.functional.kl_div(tuned, reference, log_target=True, reduction="sum")
+    return ce, int(targets.numel()), kl, kl_count
+
+
+def _base_logits_for(model: Any) -> Callable[[Any, Any, Any], Any]:
+    """The frozen base's logits at a mask: the same module with its adapters switched off."""
+
+    def run(input_ids, attention_mask, mask):
+        peft_model = model
+        while not hasattr(peft_model, "disable_adapter") and hasattr(peft_model, "module"):
+            peft_model = peft_model.module  # DDP / DeepSpeed wrappers
+        with peft_model.disable_adapter():
+            out = peft_model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                logits_to_keep=mask,
+                use_cache=False,
+            )
+        logits = out.logits
+        return logits[mask] if logits.dim() == 3 else logits
+
+    return run
+
+
 def _trainer_class():
     from transformers import Trainer
 
@@ -167,18 +246,48 @@ def _trainer_class():
             self.model_accepts_loss_kwargs = True
             self.padded_positions = 0
             self.batch_positions = 0
+            self.kl_weight = 0.0
+            self.kl_sample: tuple[int, int] = (32, 384)
+            self._terms = [0.0, 0, 0.0, 0]  # answer CE sum, tokens, KL sum, positions
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             mask = inputs["attention_mask"]
             if model.training:
                 self.batch_positions += int(mask.numel())
                 self.padded_positions += int(mask.numel() - mask.sum())
-            total, count = answer_loss(model, inputs["input_ids"], mask, inputs["labels"])
+            labels = inputs["labels"]
+            if self.kl_weight and model.training:
+                sample = kl_positions(labels, mask, *self.kl_sample)
+                total, count, kl, kl_count = regularised_loss(
+                    model, inputs["input_ids"], mask, labels, sample, _base_logits_for(model)
+                )
+            else:
+                total, count = answer_loss(model, inputs["input_ids"], mask, labels)
+                kl, kl_count = None, 0
             denominator = num_items_in_batch if num_items_in_batch is not None else max(count, 1)
             loss = total / denominator
+            if model.training:
+                self._terms[0] += float(total.detach())
+                self._terms[1] += count
+            if kl_count:
+                # the mean KL per sampled position, weighted by this micro-batch's share of the
+                # accumulated answer tokens (a plain mean without accumulation)
+                loss = loss + self.kl_weight * (kl / kl_count) * (count / max(denominator, 1))
+                self._terms[2] += float(kl.detach())
+                self._terms[3] += kl_count
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # DDP averages the gradients
             return (loss, {"loss": loss.detach()}) if return_outputs else loss
+
+        def log(self, logs, *args, **kwargs):
+            ce, tokens, kl, positions = self._terms
+            if "loss" in logs and self.kl_weight:
+                if tokens:
+                    logs["answer_loss"] = round(ce / tokens, 6)
+                if positions:
+                    logs["kl"] = round(kl / positions, 6)
+                self._terms = [0.0, 0, 0.0, 0]
+            return super().log(logs, *args, **kwargs)
 
         def create_scheduler(self, num_training_steps, optimizer=None):
             if self.lr_scheduler is None:
@@ -287,6 +396,9 @@ def _callbacks(clock: RunClock, out: Path, console: Any, show_progress: bool) ->
                     "grad_norm": _number(logs.get("grad_norm")),
                     "epoch": logs.get("epoch"),
                 }
+                for key in ("answer_loss", "kl"):
+                    if key in logs:
+                        row[key] = float(logs[key])
                 _append_jsonl(out / "train_log.jsonl", row)
             elif "eval_loss" in logs:
                 row = {
@@ -959,6 +1071,8 @@ def build_trainer(config, args, model, tokenizer, train_examples, eval_examples,
         clock=clock,
     )
     trainer.lr_shape = (config.lr_scheduler, config.warmup_steps)
+    trainer.kl_weight = config.kl_weight
+    trainer.kl_sample = (config.kl_positions, config.kl_window)
     for callback in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(callback)
     return trainer

@@ -68,6 +68,11 @@ class TrainConfig:
     warmup_steps: int = 5
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    # knowledge retention: KL(base || tuned) on the note's own tokens, the adapters switched off
+    # for the base's side; only the first kl_window tokens need a base forward pass
+    kl_weight: float = 0.0  # 0: off
+    kl_positions: int = 32  # note positions sampled per example
+    kl_window: int = 384  # positions sampled among the first N tokens
     per_device_batch: int = 2
     gradient_accumulation: int = 1
     group_by_length: bool = True  # batch notes of similar length together (less padding)
@@ -148,7 +153,10 @@ class TrainConfig:
             fail("lora_dropout", "must be in [0, 1)")
         if not self.learning_rate > 0:
             fail("learning_rate", "must be positive")
-        for key in ("weight_decay", "max_grad_norm", "time_budget_minutes"):
+        for key in ("kl_positions", "kl_window"):
+            if getattr(self, key) < 1:
+                fail(key, "must be at least 1")
+        for key in ("weight_decay", "max_grad_norm", "time_budget_minutes", "kl_weight"):
             if getattr(self, key) < 0:
                 fail(key, "must be 0 or more")
         if not self.epochs > 0:
