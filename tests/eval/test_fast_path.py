@@ -90,6 +90,7 @@ def test_clean_files_take_the_fast_path_and_agree(tmp_path, monkeypatch, seed):
     pred = write(tmp_path / "pred.jsonl", pred_rows, end=rng.choice(["\n", "\r\n"]))
     result = same(gold, pred, monkeypatch, fast_expected=True)
     assert result["n_notes"] == len(gold_rows)
+    assert set(result["ci"]["by_category"]) == set(result["by_category"])  # compared above
     same(gold, pred, monkeypatch, splits={"train"})
     same(gold, pred, monkeypatch, splits={"test", "train", "nope"})
 
@@ -121,7 +122,8 @@ def test_counters_and_their_key_order_match_update(tmp_path, monkeypatch, part):
     rows = align_tables(gold_table, pred_table, fast_problems, pred)
     two = CodingMetrics(bootstrap=0)
     two.update_table(gold_table, pred_table, rows)
-    for name in ("tp_codes", "fp_codes", "fn_codes", "note_triples", "group_triples"):
+    names = ("tp_codes", "fp_codes", "fn_codes", "note_triples", "note_vectors", "group_triples")
+    for name in names:
         assert list(getattr(one, name).items()) == list(getattr(two, name).items()), name
     assert (one.n_notes, one.n_gold, one.n_pred) == (two.n_notes, two.n_gold, two.n_pred)
     assert one.category3 == two.category3
@@ -132,6 +134,26 @@ def test_counters_and_their_key_order_match_update(tmp_path, monkeypatch, part):
     one.update(gold_notes.values(), predicted)
     two.update_table(gold_table, pred_table, rows)
     assert one.compute() == two.compute()
+
+
+@pytest.mark.parametrize("part", [1 << 18, 5])
+def test_category_intervals_agree(tmp_path, monkeypatch, part):
+    """ci.by_category (per-note category counts, then the paired bootstrap) is the same
+    both ways, over one slice of gold notes or many."""
+    monkeypatch.setattr(metrics, "_PART", part)
+    rng = random.Random(21)
+    pool = ["E11.22", "I10", "J44.9", "N18.31", "I50.22", "Z79.4", "J18.9", "99214", "XYZ.9"]
+    gold_rows = [{"id": f"n{i}", "codes": rng.sample(pool, rng.randint(0, 5))} for i in range(90)]
+    pred_rows = [
+        {"id": r["id"], "codes": [c for c in r["codes"] if rng.random() < 0.6] + [rng.choice(pool)]}
+        for r in gold_rows
+        if rng.random() < 0.9
+    ]
+    gold, pred = write(tmp_path / "g.jsonl", gold_rows), write(tmp_path / "p.jsonl", pred_rows)
+    result = same(gold, pred, monkeypatch, fast_expected=True)
+    assert set(result["ci"]["by_category"]) == {"advanced_illness", "chronic", "hcc"}
+    for figures in result["ci"]["by_category"].values():
+        assert figures["gap"][0] <= figures["gap_point"] <= figures["gap"][1]
 
 
 BROKEN = {

@@ -362,3 +362,29 @@ def test_knowledge_file_of_eval_knowledge(tmp_path):
     (run / "knowledge.json").write_text(json.dumps({"perplexity": {"codiesp": "high"}}))
     with pytest.raises(MedcodeError, match=r"knowledge\.json: malformed knowledge file"):
         load_run(run)
+
+
+def test_category_intervals_and_gaps_in_both(report):
+    # alpha/test's chronic row: its F1, the 95% interval, and the paired gap to the overall
+    # micro F1 with its interval, as metrics.json has them
+    metrics = json.loads((report.parent / "runs" / "alpha" / "test" / "metrics.json").read_text())
+    chronic = metrics["ci"]["by_category"]["chronic"]
+    f1 = metrics["by_category"]["chronic"]["f1"]
+    assert metrics["by_category"]["chronic"]["tp"] + metrics["by_category"]["chronic"]["fn"] == 8
+    assert chronic["gap_point"] == pytest.approx(f1 - metrics["micro"]["f1"])
+
+    def signed(value):
+        return f"{value:.4f}".replace("-", "\u2212")
+
+    low, high = chronic["f1"]
+    gap_low, gap_high = chronic["gap"]
+    text = (
+        f"{f1:.4f} [{low:.4f}–{high:.4f}] (8), gap {signed(chronic['gap_point'])} "
+        f"[{signed(gap_low)}–{signed(gap_high)}]"
+    )
+    html = (report / "report.html").read_text()
+    markdown = (report / "report.md").read_text()
+    section = markdown.split("## F1 by category")[1].split("\n## ")[0]
+    assert text.replace("[", "\\[").replace("]", "\\]") in section
+    assert "gap: the category's F1 minus the overall micro F1" in section
+    assert text in html

@@ -2,7 +2,9 @@
 and split, with seeded bootstrap intervals; update over batches, compute once.
 
 Micro pools note x code pairs; macro is the mean over the codes that occur in the gold (a
-code only predicted does not enter the macro mean). The 3-character score compares ICD-10-CM
+code only predicted does not enter the macro mean). Per category, the bootstrap also gives
+an interval for the paired gap between the category's micro F1 and the overall micro F1
+(:meth:`CodingMetrics.category_intervals`). The 3-character score compares ICD-10-CM
 categories (E11.22 and E11.9 both count as E11): a secondary, clearly labelled figure.
 """
 
@@ -17,6 +19,7 @@ import numpy as np
 from medcode.eval.formats import INVALID, NoteLabels, NoteTable, normalize_code
 
 CATEGORIES = ("advanced_illness", "frailty", "hcc", "chronic")
+_NO_CATEGORY = (0,) * (3 * len(CATEGORIES))  # a note's category counts with no category code
 
 
 def prf(tp: int, fp: int, fn: int) -> dict[str, float]:
@@ -28,6 +31,18 @@ def prf(tp: int, fp: int, fn: int) -> dict[str, float]:
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """Micro F1 of each resample (0 where undefined, as in :meth:`CodingMetrics.intervals`)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+        return np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+
+
+def _percentiles(values: np.ndarray) -> list[float]:
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
 
 
 def _categories(code: str, system: str) -> list[str]:
@@ -79,6 +94,28 @@ def _first_seen(values: np.ndarray):
     return ordered[begin][by_first], first[by_first], counts[by_first], inverse
 
 
+def _row_ids(columns: list[np.ndarray]) -> np.ndarray:
+    """One non-negative int64 per row of equal-length non-negative integer columns, equal
+    exactly where the rows are equal, below ``2 * rows + 4096`` (so :func:`_first_seen`
+    counts instead of sorting): mixed radix, renumbered densely (a lookup table, no sort)
+    whenever the bound grows past a few times the rows."""
+    rows = len(columns[0])
+    limit = 2 * rows + 4096
+    key = np.zeros(rows, dtype=np.int64)
+    bound = 1
+    for column in (*columns, None):
+        base = 1 if column is None else int(column.max()) + 1 if rows else 1
+        if bound > limit or bound * base > 8 * limit:
+            present = np.zeros(bound, dtype=bool)
+            present[key] = True
+            rank = np.cumsum(present) - 1
+            key, bound = rank[key], int(rank[-1]) + 1
+        if column is not None:
+            key = key * base + column
+            bound *= base
+    return key
+
+
 def _key_type(notes: int, bits: int) -> type:
     """int32 when every ``note << bits | value`` key fits: half the memory of int64, and
     arrays under glibc's 32 MiB mmap threshold are reused instead of freshly page-faulted."""
@@ -124,12 +161,16 @@ class CodingMetrics:
     fp_codes: Counter = field(default_factory=Counter)
     fn_codes: Counter = field(default_factory=Counter)
     note_triples: Counter = field(default_factory=Counter)
+    # (tp, fp, fn, then tp, fp, fn of each of CATEGORIES) -> notes: the per-note counts that
+    # the bootstrap resamples jointly for the overall and the category scores
+    note_vectors: Counter = field(default_factory=Counter)
     group_triples: Counter = field(default_factory=Counter)
     category3: _Counts = field(default_factory=_Counts)
     n_notes: int = 0
     n_gold: int = 0
     n_pred: int = 0
     _icd3: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    _members: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     def update(self, gold: Iterable[NoteLabels], predicted: dict[str, NoteLabels]) -> None:
         """Add notes: ``predicted[note.id]`` is the prediction for each gold note."""
@@ -143,6 +184,28 @@ class CodingMetrics:
         prefix = code[:3] if normalize_code(code)[1] == "ICD-10-CM" else "-"
         self._icd3[code] = prefix
         return prefix
+
+    def _member(self, code: str) -> tuple[int, ...]:
+        """The positions in :data:`CATEGORIES` of a code's categories (cached); the same
+        categories as ``compute()["by_category"]``."""
+        found = self._members.get(code)
+        if found is None:
+            names = set(_categories(code, normalize_code(code)[1]))
+            found = tuple(k for k, name in enumerate(CATEGORIES) if name in names)
+            self._members[code] = found
+        return found
+
+    def _category_counts(self, hits: set[str], wrong: set[str], missed: set[str]) -> tuple:
+        """A note's (tp, fp, fn) for each of :data:`CATEGORIES`, flattened."""
+        counts = None
+        for offset, codes in enumerate((hits, wrong, missed)):
+            for code in codes:
+                member = self._members.get(code)
+                for k in member if member is not None else self._member(code):
+                    if counts is None:
+                        counts = list(_NO_CATEGORY)
+                    counts[3 * k + offset] += 1
+        return _NO_CATEGORY if counts is None else tuple(counts)
 
     def _categories3(self, codes: set[str]) -> set[str]:
         known = self._icd3
@@ -161,14 +224,16 @@ class CodingMetrics:
         self.n_notes += 1
         self.n_gold += len(gold)
         self.n_pred += len(pred)
+        wrong, missed = pred - hits, gold - hits
         self.note_triples[tp, fp, fn] += 1
+        self.note_vectors[(tp, fp, fn, *self._category_counts(hits, wrong, missed))] += 1
         if note.note_type:
             self.group_triples["note_type", note.note_type, tp, fp, fn] += 1
         if note.split:
             self.group_triples["split", note.split, tp, fp, fn] += 1
         _count_elements(self.tp_codes, hits)
-        _count_elements(self.fp_codes, pred - hits)
-        _count_elements(self.fn_codes, gold - hits)
+        _count_elements(self.fp_codes, wrong)
+        _count_elements(self.fn_codes, missed)
         gold3, pred3 = self._categories3(gold), self._categories3(pred)
         hits3 = len(gold3 & pred3)
         self.category3.add(hits3, len(pred3) - hits3, len(gold3) - hits3)
@@ -233,6 +298,9 @@ class CodingMetrics:
         for triple, count in zip(triples, counts.tolist(), strict=True):
             self.note_triples[triple] += count
         self._add_groups(gold, triples, triple_of)
+        self._add_vectors(
+            [tp, fp, fn], (gold_note, gold_code), (pred_note, pred_code), hit, vocab, n
+        )
 
         sets: dict[int, dict[str, set[str]]] = {}
 
@@ -295,6 +363,39 @@ class CodingMetrics:
         hits3 = int(np.isin(pred3, gold3, assume_unique=True).sum())
         self.category3.add(hits3, len(pred3) - hits3, len(gold3) - hits3)
 
+    def _add_vectors(self, columns, gold_pairs, pred_pairs, hit, vocab, n) -> None:
+        """``note_vectors`` from the part's per-note (tp, fp, fn) ``columns`` and its
+        (note, code) pairs: per category, bincounts of the notes weighted by a code ->
+        category membership matrix over the vocabulary; keys in first-seen order."""
+        (gold_note, gold_code), (pred_note, pred_code) = gold_pairs, pred_pairs
+        member = np.zeros((len(CATEGORIES), len(vocab)), dtype=bool)
+        used = np.zeros(len(vocab), dtype=bool)
+        used[gold_code] = True
+        used[pred_code] = True
+        for number in np.flatnonzero(used).tolist():
+            code = vocab[number]
+            found = self._members.get(code)
+            member[list(found if found is not None else self._member(code)), number] = True
+        zeros = np.zeros(n, dtype=np.int64)
+        hit_note, hit_code = pred_note[hit], pred_code[hit]
+        for inside in member.astype(np.float64):  # weights: no boolean selection to copy
+            if not inside.any():
+                columns += [zeros, zeros, zeros]
+                continue
+            n_gold, n_pred, tp = (
+                np.bincount(notes, weights=inside[codes], minlength=n).astype(np.int64)
+                for notes, codes in (
+                    (gold_note, gold_code),
+                    (pred_note, pred_code),
+                    (hit_note, hit_code),
+                )
+            )
+            columns += [tp, n_pred - tp, n_gold - tp]
+        _, first, counts, _ = _first_seen(_row_ids(columns))
+        vectors = np.stack([column[first] for column in columns], axis=1).tolist()
+        for vector, count in zip(vectors, counts.tolist(), strict=True):
+            self.note_vectors[tuple(vector)] += count
+
     def _add_groups(self, gold: NoteTable, triples: list, triple_of: np.ndarray) -> None:
         """``group_triples`` for note types and splits, keys in first-seen order."""
         import pyarrow.compute as pc
@@ -340,10 +441,7 @@ class CodingMetrics:
         """
         if not self.n_notes or self.bootstrap <= 0:
             return {}
-        triples = np.array(list(self.note_triples), dtype=np.int64)
-        weights = np.array(list(self.note_triples.values()), dtype=np.float64)
-        rng = np.random.default_rng(self.seed)
-        draws = rng.multinomial(self.n_notes, weights / weights.sum(), size=self.bootstrap)
+        _, triples, draws = self._triple_draws()
         tp, fp, fn = (draws @ triples).T.astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
@@ -352,9 +450,83 @@ class CodingMetrics:
                 precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0
             )
         return {
-            name: [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+            name: _percentiles(values)
             for name, values in (("precision", precision), ("recall", recall), ("f1", f1))
         }
+
+    def _triple_draws(self):
+        """``(rng, triples, draws)``: the seeded resamples of :meth:`intervals`, ``draws[b, t]``
+        the notes of triple ``t`` in resample ``b``; ``rng`` goes on from there."""
+        triples = np.array(list(self.note_triples), dtype=np.int64)
+        weights = np.array(list(self.note_triples.values()), dtype=np.float64)
+        rng = np.random.default_rng(self.seed)
+        draws = rng.multinomial(self.n_notes, weights / weights.sum(), size=self.bootstrap)
+        return rng, triples, draws
+
+    def category_intervals(self) -> dict[str, dict[str, object]]:
+        """Per category with a gold or predicted code: the 95% bootstrap interval of its
+        micro F1 (``"f1"``), and of its gap to the overall micro F1 (``"gap"``: category F1
+        minus overall F1 in the same resample, so paired), with the gap on the full data
+        (``"gap_point"``).
+
+        The resamples are those of :meth:`intervals` (same seed, same multinomial draws
+        over the note triples, so the overall F1 of each resample is the one behind
+        ``ci.micro``), refined per category: the notes a resample draws with one
+        (tp, fp, fn) are split among that triple's distinct category (tp, fp, fn) in
+        ``note_vectors`` by a multinomial draw in proportion to their notes (the same
+        generator, going on after the draws of :meth:`intervals`; categories in
+        :data:`CATEGORIES` order, triples in ``note_triples`` order, category counts
+        sorted). Given the triple counts, which notes were drawn is a multinomial over
+        the notes of each triple, so each refinement is exactly a resample of notes with
+        replacement, jointly for the overall and that category's counts. (One joint
+        refinement over all categories at once would give the same distribution of each
+        category's figures, at the cost of a draw per distinct ``note_vectors`` key.)
+
+        A resample with no gold and no predicted code of a category leaves that
+        category's F1 undefined: it is left out of that category's percentiles.
+        """
+        if not self.n_notes or self.bootstrap <= 0:
+            return {}
+        present = [
+            k
+            for k in range(len(CATEGORIES))
+            if any(any(vector[3 + 3 * k : 6 + 3 * k]) for vector in self.note_vectors)
+        ]
+        if not present:
+            return {}
+        profiles: dict[int, dict[tuple, Counter]] = {k: defaultdict(Counter) for k in present}
+        for vector, count in self.note_vectors.items():
+            for k in present:
+                profiles[k][vector[:3]][vector[3 + 3 * k : 6 + 3 * k]] += count
+        rng, triples, draws = self._triple_draws()
+        overall = _f1(*(draws @ triples).T.astype(np.float64))
+        point = prf(*(sum(t[i] * c for t, c in self.note_triples.items()) for i in range(3)))
+        result: dict[str, dict[str, object]] = {}
+        for k in present:
+            sums = np.zeros((self.bootstrap, 3), dtype=np.int64)
+            for column, triple in enumerate(self.note_triples):
+                group = sorted(profiles[k].get(triple, {}).items())
+                vectors = np.array([vector for vector, _ in group], dtype=np.int64)
+                if len(group) == 1:
+                    sums += np.outer(draws[:, column], vectors[0])
+                elif len(group) > 1:  # notes with this (tp, fp, fn) differ in the category
+                    shares = np.array([count for _, count in group], dtype=np.float64)
+                    sums += rng.multinomial(draws[:, column], shares / shares.sum()) @ vectors
+            tp, fp, fn = sums.T.astype(np.float64)
+            defined = tp + fp + fn > 0
+            if not defined.any():
+                continue
+            f1 = _f1(tp, fp, fn)[defined]
+            totals = (
+                sum(vector[i] * count for vector, count in self.note_vectors.items())
+                for i in range(3 + 3 * k, 6 + 3 * k)
+            )
+            result[CATEGORIES[k]] = {
+                "f1": _percentiles(f1),
+                "gap": _percentiles(f1 - overall[defined]),
+                "gap_point": prf(*totals)["f1"] - point["f1"],
+            }
+        return dict(sorted(result.items()))
 
     def compute(self) -> dict[str, object]:
         """All the figures as one JSON-ready object."""
@@ -393,6 +565,7 @@ class CodingMetrics:
                 "bootstrap": self.bootstrap,
                 "seed": self.seed,
                 "micro": self.intervals(),
+                "by_category": self.category_intervals(),
             },
             "by_system": table(by_system),
             "by_category": table(by_category),

@@ -548,6 +548,29 @@ def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
+def _signed(value: float) -> str:
+    """A difference to 4 places, with a true minus sign (and no "−0.0000")."""
+    text = f"{value:.4f}"
+    return "0.0000" if text == "-0.0000" else text.replace("-", "\u2212")
+
+
+def _interval(bounds: object, fmt: Callable[[float], str] = _fmt) -> str:
+    """`` [lo–hi]`` for a two-number interval from metrics.json, else nothing."""
+    if (
+        isinstance(bounds, list)
+        and len(bounds) == 2
+        and all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
+    ):
+        return f" [{fmt(bounds[0])}–{fmt(bounds[1])}]"
+    return ""
+
+
+def _category_ci(metrics: dict, category: str) -> dict:
+    """A category's bootstrap figures (``ci.by_category``), empty when not scored with one."""
+    found = ((metrics.get("ci") or {}).get("by_category") or {}).get(category)
+    return found if isinstance(found, dict) else {}
+
+
 def _count(value: object) -> str:
     return f"{value:,}" if isinstance(value, int) else "–"
 
@@ -693,13 +716,17 @@ class _Builder:
             if not present:
                 continue
             section = self.section(f"F1 by {label}")
-            section.blocks.append(
-                Block(
-                    "para",
-                    f"Micro F1 per {label}, systems side by side; in parentheses the gold codes "
-                    "behind the figure (tp + fn).",
-                )
+            text = (
+                f"Micro F1 per {label}, systems side by side; in parentheses the gold codes "
+                "behind the figure (tp + fn)."
             )
+            if key == "by_category":
+                text += (
+                    " In brackets the 95% bootstrap interval over notes when scored with one; "
+                    "gap: the category's F1 minus the overall micro F1, with its 95% interval "
+                    "from the same resamples (paired)."
+                )
+            section.blocks.append(Block("para", text))
             panels = []
             for name in present:
                 runs = [run for run in self.runs if name in run.sets]
@@ -715,9 +742,15 @@ class _Builder:
                             row.append(Cell("–"))
                             continue
                         gold = scores.get("tp", 0) + scores.get("fn", 0)
-                        row.append(
-                            self.pred_cell(f"{_fmt(scores['f1'])} ({gold:,})", run.sets[name])
-                        )
+                        text = _fmt(scores["f1"])
+                        if key == "by_category":
+                            ci = _category_ci(run.sets[name].metrics, group)
+                            text += _interval(ci.get("f1"))
+                        text += f" ({gold:,})"
+                        if key == "by_category" and isinstance(ci.get("gap_point"), int | float):
+                            text += f", gap {_signed(ci['gap_point'])}"
+                            text += _interval(ci.get("gap"), _signed)
+                        row.append(self.pred_cell(text, run.sets[name]))
                     rows.append(row)
                 section.blocks.append(Block("heading", f"{name}", level=3))
                 section.blocks.append(
