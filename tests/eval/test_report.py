@@ -388,3 +388,28 @@ def test_category_intervals_and_gaps_in_both(report):
     assert text.replace("[", "\\[").replace("]", "\\]") in section
     assert "gap: the category's F1 minus the overall micro F1" in section
     assert text in html
+
+
+def test_moving_average_by_hand():
+    from medcode.eval.report import _moving_average
+
+    assert _moving_average([4.0, 2.0, 6.0, 0.0], 2) == [4.0, 3.0, 4.0, 3.0]
+    assert _moving_average([1.0, 2.0, 3.0], 20) == [1.0, 1.5, 2.0]
+    assert _moving_average([], 5) == []
+
+
+def test_training_plot_with_answer_loss_and_kl(tmp_path):
+    from PIL import Image
+
+    from medcode.eval.report import _training_plot
+
+    log = [
+        {"step": float(s), "loss": 1.0 / s + 0.01 * s, "answer_loss": 1.0 / s, "kl": 0.01 * s}
+        for s in range(1, 41)
+    ]
+    plain = [{"step": 1.0, "loss": 2.0}, {"step": 2.0, "loss": 1.0}]
+    _training_plot(tmp_path / "kl.png", {"with kl": log, "without": plain})
+    _training_plot(tmp_path / "plain.png", {"without": plain})
+    # a panel more for the KL: the figure is twice as tall
+    with Image.open(tmp_path / "kl.png") as kl, Image.open(tmp_path / "plain.png") as one:
+        assert kl.size[0] == one.size[0] and kl.size[1] == 2 * one.size[1]

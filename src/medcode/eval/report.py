@@ -1114,18 +1114,61 @@ def _grouped_bars(
     figure.savefig(path, format="png")
 
 
+def _moving_average(values: list[float], window: int) -> list[float]:
+    """The mean of each value and the ``window - 1`` before it (fewer at the start)."""
+    out, total = [], 0.0
+    for index, value in enumerate(values):
+        total += value
+        if index >= window:
+            total -= values[index - window]
+        out.append(total / min(index + 1, window))
+    return out
+
+
 def _training_plot(path: Path, logs: dict[str, list[dict]]) -> None:
+    """Loss by step (each step faint, a 20-step moving average solid); the answer loss and
+    the knowledge-retention KL apart when logged; evaluation F1 when logged."""
     has_eval = any("eval_f1" in row for log in logs.values() for row in log)
-    figure = _figure(8, 3.4, 2 if has_eval else 1)
-    loss = figure.add_subplot(2 if has_eval else 1, 1, 1)
+    has_kl = any(isinstance(row.get("kl"), int | float) for log in logs.values() for row in log)
+    panels = 1 + has_eval + has_kl
+    figure = _figure(8, 3.4, panels)
+    loss = figure.add_subplot(panels, 1, 1)
     for name, log in logs.items():
-        loss.plot([r["step"] for r in log], [r["loss"] for r in log], label=name)
+        steps = [r["step"] for r in log]
+        values = [r["loss"] for r in log]
+        (line,) = loss.plot(steps, _moving_average(values, 20), label=name)
+        loss.plot(steps, values, color=line.get_color(), alpha=0.2, linewidth=0.8)
+        answer = [(r["step"], r["answer_loss"]) for r in log if "answer_loss" in r]
+        if answer:
+            loss.plot(
+                [s for s, _ in answer],
+                _moving_average([v for _, v in answer], 20),
+                color=line.get_color(),
+                linestyle="--",
+                label=f"{name}: answer loss",
+            )
     loss.set_xlabel("step")
-    loss.set_ylabel("training loss")
+    loss.set_ylabel("training loss (20-step mean)")
     loss.grid(alpha=0.3)
     loss.legend(fontsize=8)
+    panel = 2
+    if has_kl:
+        kl = figure.add_subplot(panels, 1, panel)
+        panel += 1
+        for name, log in logs.items():
+            points = [(r["step"], r["kl"]) for r in log if isinstance(r.get("kl"), int | float)]
+            if points:
+                kl.plot(
+                    [s for s, _ in points],
+                    _moving_average([v for _, v in points], 20),
+                    label=name,
+                )
+        kl.set_xlabel("step")
+        kl.set_ylabel("KL to the base, nats/position")
+        kl.grid(alpha=0.3)
+        kl.legend(fontsize=8)
     if has_eval:
-        scores = figure.add_subplot(2, 1, 2)
+        scores = figure.add_subplot(panels, 1, panel)
         for name, log in logs.items():
             points = [
                 (r["step"], r["eval_f1"]) for r in log if isinstance(r.get("eval_f1"), int | float)
