@@ -6,9 +6,9 @@ in the same run (just reading the same JSONL files with json.loads).
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -50,7 +50,9 @@ def write(folder: Path, n: int) -> tuple[Path, Path]:
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n", nargs="?", type=int, default=1_000_000, help="notes to score")
+    n = parser.parse_args().n
     with tempfile.TemporaryDirectory() as tmp:
         gold, pred = write(Path(tmp), n)
         started = time.perf_counter()
