@@ -266,13 +266,13 @@ def _trainer_class():
                 kl, kl_count = None, 0
             denominator = num_items_in_batch if num_items_in_batch is not None else max(count, 1)
             loss = total / denominator
-            if model.training:
-                self._terms[0] += float(total.detach())
-                self._terms[1] += count
             if kl_count:
                 # the mean KL per sampled position, weighted by this micro-batch's share of the
                 # accumulated answer tokens (a plain mean without accumulation)
                 loss = loss + self.kl_weight * (kl / kl_count) * (count / max(denominator, 1))
+                # both terms logged apart (only with the KL: no device sync otherwise)
+                self._terms[0] += float(total.detach())
+                self._terms[1] += count
                 self._terms[2] += float(kl.detach())
                 self._terms[3] += kl_count
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
