@@ -49,13 +49,14 @@ def tiny(tiny_model):
 
 def test_validator_normalises_and_drops_invalid_codes():
     validate = CodeValidator()
-    codes, scores, dropped = validate(
+    codes, scores, dropped, added = validate(
         ["e1122", "E11.22", "E11", "99214", "BAD", "i10", "G0438"],
         [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3],
     )
     assert codes == ["E11.22", "99214", "I10", "G0438"]
     assert scores == [0.9, 0.6, 0.4, 0.3]
     assert dropped == ["E11", "BAD"]  # E11 is a category, not billable
+    assert added == []
     assert validate(["E11.22"])[1] is None
 
 
@@ -335,7 +336,7 @@ def test_cli_code_prints_codes(cli, tiny_model, tmp_path):
 
 def test_validator_applies_the_excludes1_edit():
     # E10 (type 1) and E11 (type 2 diabetes) exclude each other: the first-listed stays
-    kept, scores, dropped = CodeValidator()(
+    kept, scores, dropped, _ = CodeValidator()(
         ["E11.9", "E10.9", "I10", "99214"], [0.9, 0.8, 0.7, 0.6]
     )
     assert kept == ["E11.9", "I10", "99214"]
@@ -343,3 +344,54 @@ def test_validator_applies_the_excludes1_edit():
     assert dropped == ["E10.9 (Excludes1 with E11.9)"]
     # a policy-correct combination is left alone
     assert CodeValidator()(["N18.31", "I12.9", "E11.22"])[0] == ["N18.31", "I12.9", "E11.22"]
+
+
+def test_validator_adds_the_manifestation_after_its_etiology():
+    # manifestations.yaml: G30 (Alzheimer's) -> F02.80 unless an F02 code is listed (I.A.13)
+    codes, scores, dropped, added = CodeValidator()(["G30.9", "E11.9", "99214"], [0.5, 0.6, 0.7])
+    assert codes == ["G30.9", "F02.80", "E11.9", "99214"]
+    assert scores == [0.5, 0.5, 0.6, 0.7]  # the etiology's score
+    assert dropped == [] and added == [
+        "F02.80 (manifestation of G30.9: Dementia in Alzheimer's disease)"
+    ]
+    # a documented code of the family (with behavioural disturbance) is kept instead
+    assert CodeValidator()(["G30.1", "F02.811"]).codes == ["G30.1", "F02.811"]
+    # two etiologies of the same manifestation add it once; Lewy bodies (G31.83) too
+    assert CodeValidator()(["G31.83", "G30.1"]).codes == ["G31.83", "F02.80", "G30.1"]
+    # no scores in, none out; the completion can be switched off
+    assert CodeValidator()(["G30.0"]) == (
+        ["G30.0", "F02.80"],
+        None,
+        [],
+        ["F02.80 (manifestation of G30.0: Dementia in Alzheimer's disease)"],
+    )
+    assert CodeValidator(manifestations=False)(["G30.9"]).codes == ["G30.9"]
+    # CPT/HCPCS codes are never taken for an etiology
+    assert CodeValidator()(["99214", "G0438"]).added == []
+
+
+def test_manifestation_completion_uses_the_given_tables(tmp_path):
+    from medcode.datafiles import package_data
+    from medcode.errors import DataFileError
+    from medcode.policy.tables import load_tables
+
+    folder = tmp_path / "policy"
+    folder.mkdir()
+    for path in package_data("policy").iterdir():
+        (folder / path.name).write_text(path.read_text())
+    (folder / "manifestations.yaml").write_text(
+        "- etiology: E85.4\n  manifestation: I43\n  family: I43\n"
+        "  label: Cardiomyopathy in amyloidosis\n  source: test\n"
+        "- etiology: E11.4\n  manifestation: G63\n  family: G63\n"
+        "  label: Polyneuropathy in diseases classified elsewhere\n  source: test\n"
+    )
+    validate = CodeValidator(tables=load_tables(folder))
+    # only these tables: G30.9 gets nothing now
+    assert validate(["E85.4", "G30.9"]).codes == ["E85.4", "I43", "G30.9"]
+    # G63 Excludes1 diabetic polyneuropathy (E11.4-): never added beside E11.40
+    assert validate(["E11.40"]) == (["E11.40"], None, [], [])
+    (folder / "manifestations.yaml").write_text(
+        "- etiology: G30\n  manifestation: F02\n  family: F02\n  label: x\n  source: y\n"
+    )
+    with pytest.raises(DataFileError, match=r"manifestations\.yaml:1"):
+        load_tables(folder)  # F02 is a category, not a billable code: named with its file

@@ -6,8 +6,12 @@
   sent the same prompt; its text is parsed and checked against the code set.
 
 Both validate what they return: codes normalised (``e1122`` -> ``E11.22``), kept only when in
-the code set (billable ICD-10-CM, CPT/HCPCS table), exact duplicates dropped. Policy edits
-beyond that (Excludes1 pairs, sequencing) are left to the evaluation and review steps.
+the code set (billable ICD-10-CM, CPT/HCPCS table), exact duplicates dropped, and two edits
+of the policy tables applied: Excludes1 (the later code of a conflicting pair is dropped) and
+etiology/manifestation pairs (``data/policy/manifestations.yaml``, guideline I.A.13: an
+etiology such as G30.9 with no code of its manifestation's family gets the default
+manifestation, F02.80, listed right after it). Other edits (sequencing) are left to the
+evaluation and review steps.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from medcode.errors import MedcodeError
 from medcode.model.loading import ModelError
@@ -39,13 +43,15 @@ class Prediction:
     """The codes for one note, first-listed first; ``scores`` a confidence per code when the
     backend has one; ``truncated`` when the note was cut to fit the model's context. ``dropped``
     lists model output that was not a valid code; ``finished`` is False when generation hit
-    its token limit before the model stopped."""
+    its token limit before the model stopped. ``added`` lists codes the policy tables required
+    that the model did not write (a manifestation after its etiology), with the reason."""
 
     codes: list[str]
     scores: list[float] | None = None
     truncated: bool = False
     dropped: list[str] = field(default_factory=list)
     finished: bool = True
+    added: list[str] = field(default_factory=list)
 
 
 class Coder(Protocol):
@@ -66,15 +72,34 @@ def _warn(message: str) -> None:
 # --------------------------------------------------------------------------- validation
 
 
-class CodeValidator:
-    """Normalise predicted codes and keep the valid ones (see the module docstring)."""
+class Validated(NamedTuple):
+    """A validator's answer: the codes kept (and added), their scores, what was dropped
+    (``"CODE (reason)"``) and what the policy tables added (``"CODE (reason)"``)."""
 
-    def __init__(self, codes: frozenset[str] | None = None) -> None:
+    codes: list[str]
+    scores: list[float] | None
+    dropped: list[str]
+    added: list[str]
+
+
+class CodeValidator:
+    """Normalise predicted codes and keep the valid ones (see the module docstring);
+    ``manifestations=False`` leaves out the etiology/manifestation completion."""
+
+    def __init__(
+        self,
+        codes: frozenset[str] | None = None,
+        *,
+        manifestations: bool = True,
+        tables: Any = None,
+    ) -> None:
         if codes is None:
             from medcode.model.constrained import code_set
 
             codes = code_set()
         self.codes = codes
+        self.manifestations = manifestations
+        self._tables = tables
 
     def canonical(self, raw: str) -> str | None:
         """The code-set spelling of ``raw``, or None when it is not a valid code."""
@@ -93,12 +118,11 @@ class CodeValidator:
                 return code
         return None
 
-    def __call__(
-        self, codes: Sequence[str], scores: Sequence[float] | None = None
-    ) -> tuple[list[str], list[float] | None, list[str]]:
-        """``(kept codes, their scores, dropped raw codes)``, order kept, duplicates removed,
-        and the policy's Excludes1 edit applied: an ICD-10-CM code that an earlier-listed one
-        excludes (or that excludes it) is dropped, noted as ``"CODE (Excludes1 with OTHER)"``."""
+    def __call__(self, codes: Sequence[str], scores: Sequence[float] | None = None) -> Validated:
+        """The kept codes and their scores, order kept, duplicates removed, and the policy's
+        edits applied: an ICD-10-CM code that an earlier-listed one excludes (or that excludes
+        it) is dropped, noted as ``"CODE (Excludes1 with OTHER)"``; an etiology without its
+        manifestation gets it (see :meth:`complete`)."""
         kept: list[str] = []
         kept_scores: list[float] = []
         dropped: list[str] = []
@@ -114,22 +138,59 @@ class CodeValidator:
                 kept.append(code)
                 if scores is not None:
                     kept_scores.append(float(scores[index]))
-        return kept, (kept_scores if scores is not None else None), dropped
+        final_scores = kept_scores if scores is not None else None
+        added: list[str] = []
+        if self.manifestations:
+            kept, final_scores, added = self.complete(kept, final_scores)
+        return Validated(kept, final_scores, dropped, added)
+
+    def complete(
+        self, codes: list[str], scores: list[float] | None = None
+    ) -> tuple[list[str], list[float] | None, list[str]]:
+        """Add each etiology's default manifestation (``manifestations.yaml``) when no code of
+        the manifestation's family is listed: right after the etiology, with its score (I.A.13,
+        "code first" the etiology). Skipped when the manifestation is not in the code set or
+        would be in an Excludes1 conflict with a listed code."""
+        from medcode.policy.tables import compact, shipped_tables
+
+        if self._tables is None:
+            self._tables = shipped_tables()
+        codes, scores = list(codes), (list(scores) if scores is not None else None)
+        added: list[str] = []
+        for etiology in [c for c in codes if _is_icd(c)]:
+            key = compact(etiology)
+            for entry in self._tables.manifestations:
+                if not entry.etiology.matches(key):
+                    continue
+                code = entry.manifestation
+                if code not in self.codes or any(entry.family.matches(compact(c)) for c in codes):
+                    continue
+                if _excludes1_partner(code, codes) is not None:
+                    continue
+                at = codes.index(etiology) + 1
+                codes.insert(at, code)
+                if scores is not None:
+                    scores.insert(at, scores[at - 1])
+                added.append(f"{code} (manifestation of {etiology}: {entry.label})")
+        return codes, scores, added
+
+
+def _is_icd(code: str) -> bool:
+    """An ICD-10-CM code, not CPT/HCPCS (G0438 is not ICD-10-CM G04.38)."""
+    from medcode.terminology import icd10cm
+
+    return icd10cm.looks_like(code) and icd10cm.is_valid(code)
 
 
 def _excludes1_partner(code: str, kept: list[str]) -> str | None:
     """The first kept ICD-10-CM code in an Excludes1 conflict with ``code``, if any."""
     from medcode.errors import CodeError
     from medcode.policy.facts import excludes1_conflict
-    from medcode.terminology import icd10cm
 
-    def is_icd(text: str) -> bool:
-        return icd10cm.looks_like(text) and icd10cm.is_valid(text)
-
-    if not is_icd(code):
-        return None  # CPT/HCPCS (G0438 is not ICD-10-CM G04.38)
+    if not _is_icd(code):
+        return None
     for other in kept:
-        if other == code or not is_icd(other):
+        if other == code or not _is_icd(other):
             continue
         try:
             if excludes1_conflict(other, code):
@@ -267,8 +328,10 @@ class HFBackend:
             )
         predictions = []
         for (_, truncated), answer in zip(fitted, decoded, strict=True):
-            codes, scores, dropped = self.validator(answer.codes, answer.scores)
-            predictions.append(Prediction(codes, scores, truncated, dropped, answer.finished))
+            codes, scores, dropped, added = self.validator(answer.codes, answer.scores)
+            predictions.append(
+                Prediction(codes, scores, truncated, dropped, answer.finished, added)
+            )
         return predictions
 
 
@@ -384,8 +447,8 @@ class OpenAIBackend:
                     for i, text in enumerate(batch)
                 ]
                 for text, finished in pool.map(self.complete, prompts):
-                    codes, _, dropped = self.validator(parse_codes(text))
-                    predictions.append(Prediction(codes, None, False, dropped, finished))
+                    codes, _, dropped, added = self.validator(parse_codes(text))
+                    predictions.append(Prediction(codes, None, False, dropped, finished, added))
                 if progress is not None:
                     progress(len(batch))
         return predictions

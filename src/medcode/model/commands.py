@@ -151,6 +151,7 @@ def code_command(
                     "codes": rows,
                     "truncated": prediction.truncated,
                     "dropped": prediction.dropped,
+                    "added": prediction.added,
                 },
                 indent=2,
             )
@@ -166,6 +167,8 @@ def code_command(
             f"dropped {len(prediction.dropped)} code(s) (invalid or an Excludes1 conflict): "
             + ", ".join(prediction.dropped)
         )
+    for reason in prediction.added:
+        console.print(f"[dim]added by the policy tables: {escape(reason)}[/dim]")
 
 
 # --------------------------------------------------------------------------- predict
@@ -290,7 +293,7 @@ def predict_command(
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    dropped = truncated = coded = 0
+    dropped = added = truncated = coded = 0
     with (
         out.open("a" if resume else "w", encoding="utf-8") as handle,
         Progress(
@@ -326,6 +329,7 @@ def predict_command(
                 }
                 handle.write(json.dumps(line) + "\n")
                 dropped += len(prediction.dropped)
+                added += len(prediction.added)
                 truncated += prediction.truncated
             handle.flush()
     elapsed = time.perf_counter() - started
@@ -344,6 +348,7 @@ def predict_command(
         "notes_resumed": skipped,
         "seconds": round(elapsed, 2),
         "codes_dropped": dropped,  # invalid, or in an Excludes1 conflict with an earlier code
+        "codes_added": added,  # a manifestation its listed etiology requires (policy tables)
         "notes_truncated": truncated,
     }
     out.with_suffix(".run.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -351,6 +356,7 @@ def predict_command(
         f"coded {coded:,} notes in {elapsed:.1f} s ({coded / max(elapsed, 1e-9):.2f} notes/s)"
         + (f", {skipped:,} already done" if skipped else "")
         + (f"; dropped {dropped:,} codes (invalid or Excludes1)" if dropped else "")
+        + (f"; added {added:,} manifestation codes (policy tables)" if added else "")
         + (f"; {truncated:,} notes cut to fit the context" if truncated else "")
         + f" -> {out}"
     )

@@ -526,6 +526,7 @@ class Service:
                 continue
             kept.append((facts.public["code"], facts, score))
         spans = self.finder.find(job.request.text, [code for code, _, _ in kept])
+        added = {reason.split(" ", 1)[0]: reason for reason in getattr(prediction, "added", [])}
         codes = []
         for code, facts, score in kept:
             probability = coder.confidence and score is not None
@@ -535,7 +536,8 @@ class Service:
                     "confidence": round(float(score), 4) if probability else None,
                     "score": None if probability or score is None else round(float(score), 4),
                     "evidence": [span.to_dict() for span in spans.get(code, ())],
-                    "warnings": code_warnings(code, facts, job.request),
+                    "warnings": code_warnings(code, facts, job.request)
+                    + ([f"added by the policy tables: {added[code]}"] if code in added else []),
                 }
             )
         return {

@@ -107,7 +107,10 @@ class CodeSuggestion(BaseModel):
     )
     score: float | None = Field(None, description="The backend's raw score, if any.")
     evidence: list[EvidenceSpan]
-    warnings: list[str] = Field(description="Age, sex and setting edits the code fails.")
+    warnings: list[str] = Field(
+        description="Age, sex and setting edits the code fails; a note when the policy tables "
+        "added the code (a manifestation its etiology requires) rather than the model."
+    )
 
 
 class CodeResponse(BaseModel):
