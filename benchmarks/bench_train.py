@@ -14,8 +14,11 @@ then ``--steps`` timed steps (tokens/s = non-padding tokens of the timed steps /
 seconds):
 
 - ``medcode (recipe)``: the CPU recipe's settings (adapters on the top 8 layers, notes of
-  similar length batched together, LM head only at answer tokens);
-- ``medcode (all layers)``: the same adapters as TRL (every layer), to separate the effects;
+  similar length batched together, LM head only at answer tokens, the knowledge-retention KL
+  term with its extra adapter-free forward pass);
+- ``medcode (recipe, no KL)``: the same with ``kl_weight=0``, to show what the KL term costs;
+- ``medcode (all layers)``: the same adapters as TRL (every layer, KL on), to separate the
+  effects;
 - ``trl SFTTrainer``: TRL's defaults (prompt/completion dataset, so completion-only loss;
   gradient checkpointing and bf16 on, as SFTConfig sets them), with the batch size, learning
   rate and LoRA config above and ``max_length`` large enough that nothing is truncated.
@@ -81,7 +84,7 @@ def rate(steps: list[tuple[float, int]]) -> tuple[float, float]:
     return sum(t for _, t in timed) / seconds, max(t / s for s, t in timed)
 
 
-def run_medcode(model_spec, data, steps, batch, top_layers, out):
+def run_medcode(model_spec, data, steps, batch, top_layers, out, overrides=()):
     from medcode.model import train as medcode_train
     from medcode.model.train_config import TrainConfig
 
@@ -96,6 +99,7 @@ def run_medcode(model_spec, data, steps, batch, top_layers, out):
             f"max_steps={steps + 1}",
             "save_every=100000",
             "time_budget_minutes=0",
+            *overrides,
         ],
     )
     tokenizer = medcode_train.load_tokenizer(medcode_train.resolve(model_spec))
@@ -192,12 +196,19 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         runs = (
-            (f"medcode (top {options.top_layers} layers)", options.top_layers),
-            ("medcode (all layers)", 0),
+            (f"medcode (top {options.top_layers} layers)", options.top_layers, ()),
+            (f"medcode (top {options.top_layers}, no KL)", options.top_layers, ["kl_weight=0"]),
+            ("medcode (all layers)", 0, ()),
         )
-        for name, top_layers in runs:
+        for name, top_layers, overrides in runs:
             steps, padding = run_medcode(
-                options.model, data, options.steps, options.batch, top_layers, Path(tmp) / "m"
+                options.model,
+                data,
+                options.steps,
+                options.batch,
+                top_layers,
+                Path(tmp) / "m",
+                overrides,
             )
             results[name] = (steps, f"padding {padding:.1%}")
             print(f"{name}: {rate(steps)[0]:.1f} tokens/s", flush=True)
@@ -226,6 +237,9 @@ def main() -> None:
             f"  ratio {name} / trl: {mean / trl_rate[0]:.2f}x "
             f"(best steps {best / trl_rate[1]:.2f}x)"
         )
+    with_kl = rate(results[f"medcode (top {options.top_layers} layers)"][0])[0]
+    without = rate(results[f"medcode (top {options.top_layers}, no KL)"][0])[0]
+    print(f"  ratio KL on / KL off (recipe): {with_kl / without:.2f}x")
 
 
 if __name__ == "__main__":

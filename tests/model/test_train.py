@@ -282,6 +282,67 @@ def test_regularised_loss_is_the_answer_loss_plus_kl_to_the_base(tiny_model, tok
     assert any(g is not None and float(g.abs().sum()) > 0 for g in grads)
 
 
+def test_base_pass_reuses_the_hidden_states_below_the_adapters(tiny_model, tokenizer):
+    # adapters on the top layer only: the base's pass skips layer 0 (its output is the tuned
+    # pass's) and gives the same KL as a whole base model run from scratch
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from medcode.model.train import (
+        _adapted_layers,
+        _base_logits_for,
+        kl_positions,
+        regularised_loss,
+    )
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "up_proj"], layers_to_transform=[1]
+    )
+    model = get_peft_model(base, config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0.0, 1.0)
+    layers, first = _adapted_layers(model)
+    assert len(layers) == 2 and first == 1
+    calls = []
+    layers[0].mlp.register_forward_pre_hook(lambda module, args: calls.append(1))
+    batch = _batch(tokenizer)
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    sample = kl_positions(
+        labels, mask, count=5, window=30, generator=torch.Generator().manual_seed(2)
+    )
+    reuse = _base_logits_for(model)
+    _, _, kl, kl_count = regularised_loss(model, ids, mask, labels, sample, reuse)
+    assert len(calls) == 1  # the tuned pass only: the base's pass skipped layer 0
+    assert reuse.hidden is None and "forward" not in vars(layers[0])  # restored
+    fresh = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    tuned = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[sample], dim=-1)
+    frozen = torch.log_softmax(fresh(input_ids=ids, attention_mask=mask).logits[sample], dim=-1)
+    by_hand = (frozen.exp() * (frozen - tuned)).sum()
+    assert kl_count == 10 and float(kl) > 1e-3
+    assert torch.allclose(kl, by_hand, rtol=1e-4, atol=1e-5)
+    # without a captured pass (a plain call) the whole base runs, with the same logits
+    width = int(sample.nonzero()[:, 1].max()) + 1
+    calls.clear()
+    whole = reuse(ids[:, :width], mask[:, :width], sample[:, :width])
+    assert len(calls) == 1
+    with reuse.capture():
+        model(input_ids=ids, attention_mask=mask)
+    skipped = reuse(ids[:, :width], mask[:, :width], sample[:, :width])
+    assert len(calls) == 2 and torch.allclose(whole, skipped, atol=1e-5)
+
+
+def test_adapters_everywhere_leave_nothing_to_skip(tiny_model):
+    from medcode.model.train import _adapted_layers
+
+    model = _lora(tiny_model, scale=0.0)
+    assert _adapted_layers(model)[1] == 0
+
+
 def test_kl_is_zero_while_the_adapter_is_the_identity(tiny_model, tokenizer):
 
     from medcode.model.train import _base_logits_for, kl_positions, regularised_loss

@@ -23,6 +23,7 @@ mode) and ``checkpoints/``.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -188,9 +189,14 @@ def regularised_loss(
     answer = torch.zeros_like(labels, dtype=torch.bool)
     answer[:, :-1] = targets_mask
     keep = answer | kl_mask
-    outputs = model(
-        input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False
-    )
+    capture = getattr(base_logits, "capture", contextlib.nullcontext)
+    with capture():  # lets the base reuse this pass's hidden states below the adapters
+        outputs = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            logits_to_keep=keep,
+            use_cache=False,
+        )
     logits = outputs.logits
     if logits.dim() == 3:
         logits = logits[keep]
@@ -210,24 +216,106 @@ def regularised_loss(
     return ce, int(targets.numel()), kl, kl_count
 
 
-def _base_logits_for(model: Any) -> Callable[[Any, Any, Any], Any]:
-    """The frozen base's logits at a mask: the same module with its adapters switched off."""
+class _BaseLogits:
+    """The frozen base's logits at a mask: the same module with its adapters switched off.
 
-    def run(input_ids, attention_mask, mask):
+    With adapters on the top layers only, the layers below them compute the same hidden states
+    in the base as in the tuned model. Around the tuned pass, :meth:`capture` keeps the hidden
+    states leaving the last layer without adapters; the base's pass then skips those layers
+    (each returns the kept states, cut to the base's width: causal attention, so exact) and
+    runs only the adapted layers and the head. Without such a split (adapters everywhere, a
+    trainable module outside the decoder layers, nothing captured) it runs the whole model.
+    """
+
+    def __init__(self, model: Any) -> None:
         peft_model = model
         while not hasattr(peft_model, "disable_adapter") and hasattr(peft_model, "module"):
             peft_model = peft_model.module  # DDP / DeepSpeed wrappers
-        with peft_model.disable_adapter():
-            out = peft_model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                logits_to_keep=mask,
-                use_cache=False,
-            )
+        self.model = peft_model
+        self.layers, self.first = _adapted_layers(peft_model)
+        self.hidden: Any = None
+
+    @contextlib.contextmanager
+    def capture(self):
+        """Keep the hidden states entering the first adapted layer during a forward pass."""
+        if not self.first:
+            yield
+            return
+
+        def keep(module, args, output):
+            self.hidden = _detached(output)
+
+        handle = self.layers[self.first - 1].register_forward_hook(keep)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def __call__(self, input_ids, attention_mask, mask):
+        width = input_ids.shape[1]
+        kept, self.hidden = self.hidden, None
+        skipped = self.layers[: self.first] if kept is not None else []
+        cut = _cut(kept, width) if kept is not None else None
+        try:
+            for layer in skipped:
+                layer.forward = lambda *args, **kwargs: cut
+            with self.model.disable_adapter():
+                out = self.model(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    logits_to_keep=mask,
+                    use_cache=False,
+                )
+        finally:
+            for layer in skipped:
+                del layer.forward  # the class's forward again
         logits = out.logits
         return logits[mask] if logits.dim() == 3 else logits
 
-    return run
+
+def _base_logits_for(model: Any) -> _BaseLogits:
+    """The frozen base's logits at a mask (see :class:`_BaseLogits`)."""
+    return _BaseLogits(model)
+
+
+def _adapted_layers(model: Any) -> tuple[Any, int]:
+    """``(decoder layers, index of the first layer with a trainable parameter)``; the index is
+    0 (nothing to reuse) when a trainable parameter lies outside the decoder layers or none
+    was found."""
+    import torch
+
+    count = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    found = None
+    for name, module in model.named_modules():
+        listed = isinstance(module, torch.nn.ModuleList) and name.endswith("layers")
+        if listed and (count is None or len(module) == count):
+            found = (name, module)
+            break
+    if found is None:
+        return None, 0
+    prefix, layers = found
+    first = None
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        if not name.startswith(prefix + "."):
+            return layers, 0
+        index = int(name[len(prefix) + 1 :].split(".", 1)[0])
+        first = index if first is None else min(first, index)
+    return layers, first or 0
+
+
+def _detached(output: Any) -> Any:
+    if isinstance(output, tuple):
+        return tuple(_detached(item) for item in output)
+    return output.detach() if hasattr(output, "detach") else output
+
+
+def _cut(output: Any, width: int) -> Any:
+    """A layer's output cut to the first ``width`` positions (hidden states only)."""
+    if isinstance(output, tuple):
+        return (output[0][:, :width], *output[1:])
+    return output[:, :width]
 
 
 def _trainer_class():
