@@ -82,6 +82,10 @@ def test_unknown_key_in_override_names_key_and_recipe(tmp_path):
         ("learning_rate=-1", ["learning_rate", "positive"]),
         ("device=tpu", ["device"]),
         ("noequals", ["key=value"]),
+        ("category_weights={frail: 2}", ["category_weights", "unknown category 'frail'"]),
+        ("category_weights={frailty: 0}", ["category_weights", "must be positive"]),
+        ("category_weights=3", ["category_weights", "a mapping of names to numbers"]),
+        ("category_weights={frailty: lots}", ["category_weights", "mapping"]),
     ],
 )
 def test_bad_values_are_errors(tmp_path, override, words):
@@ -90,6 +94,66 @@ def test_bad_values_are_errors(tmp_path, override, words):
         TrainConfig.load(recipe, [override])
     for word in words:
         assert word in str(caught.value)
+
+
+def test_category_weights_from_the_recipe_and_an_override(tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", category_weights={"frailty": 2})
+    assert TrainConfig.load(recipe).category_weights == {"frailty": 2.0}
+    config = TrainConfig.load(recipe, ["category_weights={advanced_illness: 3, hcc: 1.5}"])
+    assert config.category_weights == {"advanced_illness": 3.0, "hcc": 1.5}
+    assert config.fingerprint()["category_weights"] == config.category_weights
+    assert "category_weights" not in TrainConfig().fingerprint()  # old runs still resume
+
+
+def _note(index: int, *codes: tuple[str, str]) -> dict:
+    return {"id": f"n{index}", "codes": [{"code": c, "system": s} for c, s in codes]}
+
+
+def test_weighted_sample_favours_the_weighted_category():
+    import random
+
+    from medcode.model.train import weighted_sample
+
+    # 10 notes with an Advanced Illness code (G30.9: Alzheimer's), 90 with hypertension only
+    rows = [_note(i, ("G30.9", "ICD-10-CM"), ("99214", "CPT")) for i in range(10)]
+    rows += [_note(10 + i, ("I10", "ICD-10-CM")) for i in range(90)]
+    heavy = weighted_sample(rows, {"advanced_illness": 1e6}, 10, random.Random(0))
+    assert heavy == set(range(10))  # overwhelming weight: every such note first
+    counts = [
+        len(
+            weighted_sample(rows, {"advanced_illness": w}, 20, random.Random(seed)) & set(range(10))
+        )
+        for w in (1.0, 5.0)
+        for seed in range(50)
+    ]
+    uniform, weighted = sum(counts[:50]) / 50, sum(counts[50:]) / 50
+    assert 1.0 < uniform < 3.0  # 20 of 100 drawn: 2 expected
+    assert weighted > 2 * uniform
+    # seeded, the requested size, categories read from synth's own field when present
+    again = weighted_sample(rows, {"advanced_illness": 5.0}, 20, random.Random(3))
+    assert again == weighted_sample(rows, {"advanced_illness": 5.0}, 20, random.Random(3))
+    assert len(again) == 20
+    tagged = [dict(r, codes=[dict(c, categories=["frailty"]) for c in r["codes"]]) for r in rows]
+    assert weighted_sample(tagged, {"frailty": 1e6}, 5, random.Random(0)) == weighted_sample(
+        tagged, {}, 5, random.Random(0)
+    )  # every note in the category: the weights cancel
+
+
+def test_llm_sample_uniform_weighted_or_all():
+    import random
+
+    from medcode.model.train import llm_sample
+
+    rows = [_note(i, ("G30.9", "ICD-10-CM")) for i in range(5)]
+    rows += [_note(5 + i, ("I10", "ICD-10-CM")) for i in range(45)]
+    uniform = llm_sample(rows, TrainConfig(max_train_notes=5, seed=4))
+    assert uniform == set(random.Random(4).sample(range(50), 5))  # as before the option
+    weighted = llm_sample(
+        rows, TrainConfig(max_train_notes=5, seed=4, category_weights={"advanced_illness": 1e6})
+    )
+    assert weighted == set(range(5))
+    assert llm_sample(rows, TrainConfig(max_train_notes=0)) == set(range(50))
+    assert llm_sample(rows, TrainConfig(max_train_notes=80)) == set(range(50))
 
 
 def test_recipe_that_is_not_a_mapping(tmp_path):

@@ -669,6 +669,43 @@ def read_corpus(folder: str | Path) -> tuple[list[dict], list[dict]]:
     return train, validation
 
 
+def llm_sample(train_rows: list[dict], config: TrainConfig) -> set[int]:
+    """Indices of the train notes the LLM sees: all, or a seeded sample of
+    ``max_train_notes`` (uniform, or weighted by ``category_weights``)."""
+    rng = random.Random(config.seed)
+    count = config.max_train_notes
+    if not count or count >= len(train_rows):
+        return set(range(len(train_rows)))
+    if config.category_weights:
+        return weighted_sample(train_rows, config.category_weights, count, rng)
+    return set(rng.sample(range(len(train_rows)), count))
+
+
+def weighted_sample(
+    rows: list[dict], weights: dict[str, float], count: int, rng: random.Random
+) -> set[int]:
+    """Indices of ``count`` rows drawn without replacement, each with a chance proportional
+    to the largest weight among its codes' categories (1 for a row in none): the
+    Efraimidis-Spirakis keys ``u ** (1 / w)``, the ``count`` largest kept."""
+    from medcode.records import System
+    from medcode.terminology.categories import category_names
+
+    keys = []
+    for index, row in enumerate(rows):
+        names = {
+            name
+            for item in row["codes"]
+            for name in (
+                item["categories"]
+                if "categories" in item  # written by medcode synth
+                else category_names(item["code"], System(item["system"]))
+            )
+        }
+        weight = max([weights[n] for n in names if n in weights], default=1.0)
+        keys.append((rng.random() ** (1.0 / weight), index))
+    return {index for _, index in sorted(keys, reverse=True)[:count]}
+
+
 def _codes(row: dict) -> list[str]:
     return [item["code"] for item in row["codes"]]
 
@@ -685,11 +722,7 @@ def prepare_data(
 ) -> PreparedData:
     """Read the corpus, sample the LLM's notes, fit (or reuse) the retriever, encode."""
     train_rows, validation_rows = read_corpus(config.corpus)
-    rng = random.Random(config.seed)
-    if config.max_train_notes and config.max_train_notes < len(train_rows):
-        chosen = set(rng.sample(range(len(train_rows)), config.max_train_notes))
-    else:
-        chosen = set(range(len(train_rows)))
+    chosen = llm_sample(train_rows, config)
     llm_rows = [row for i, row in enumerate(train_rows) if i in chosen]
     eval_rows: list[dict] = []
     if config.eval_notes:

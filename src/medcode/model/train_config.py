@@ -50,6 +50,9 @@ class TrainConfig:
     mode: str = "candidates"  # plain | candidates (the retriever lists k codes in the prompt)
     k: int = 20  # candidates per prompt
     max_train_notes: int = 2000  # seeded sample of the train split for the LLM; 0: all
+    # a note's chance in that sample, by the categories of its codes (the largest applies;
+    # a note in none weighs 1), e.g. {advanced_illness: 3.0}; empty: a uniform sample
+    category_weights: dict[str, float] = field(default_factory=dict)
     retriever_holdout: bool = True  # fit the retriever on the train notes the LLM does not see
     eval_notes: int = 0  # validation notes for an answer-loss evaluation at each save; 0: none
     max_seq_len: int = 1536  # prompt + answer tokens; longer notes are cut in the middle
@@ -169,6 +172,13 @@ class TrainConfig:
             fail("device", "use auto, cpu or cuda (pick a GPU with CUDA_VISIBLE_DEVICES)")
         if self.seed < 0:
             fail("seed", "must be 0 or more")
+        from medcode.eval.metrics import CATEGORIES
+
+        for name, weight in self.category_weights.items():
+            if name not in CATEGORIES:
+                fail("category_weights", f"unknown category {name!r}: use {', '.join(CATEGORIES)}")
+            if not weight > 0:
+                fail("category_weights", f"the weight of {name} must be positive")
 
     def fingerprint(self) -> dict[str, Any]:
         """What decides the prepared data (and the retriever): a resumed run must match it."""
@@ -177,6 +187,7 @@ class TrainConfig:
             "mode": self.mode,
             "k": self.k,
             "max_train_notes": self.max_train_notes,
+            **({"category_weights": self.category_weights} if self.category_weights else {}),
             "retriever_holdout": self.retriever_holdout,
             "eval_notes": self.eval_notes,
             "seed": self.seed,
@@ -309,12 +320,19 @@ def _convert(kind: Any, value: Any) -> Any:
         if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
             return list(value)
         return _FAIL
+    if typing.get_origin(kind) is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            return _FAIL
+        numbers = {k: _convert(float, v) for k, v in value.items()}
+        return _FAIL if any(v is _FAIL for v in numbers.values()) else numbers
     return _FAIL  # pragma: no cover - every field type is handled above
 
 
 def _type_name(kind: Any) -> str:
     if typing.get_origin(kind) is list:
         return "a list of names"
+    if typing.get_origin(kind) is dict:
+        return "a mapping of names to numbers"
     return {bool: "true/false", int: "an integer", float: "a number", str: "text"}.get(
         kind, str(kind)
     )
