@@ -337,6 +337,7 @@ def _trainer_class():
             self.kl_weight = 0.0
             self.kl_sample: tuple[int, int] = (32, 384)
             self._terms = [0.0, 0, 0.0, 0]  # answer CE sum, tokens, KL sum, positions
+            self._base: tuple[Any, _BaseLogits] | None = None  # (model, its base's logits)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             mask = inputs["attention_mask"]
@@ -346,8 +347,11 @@ def _trainer_class():
             labels = inputs["labels"]
             if self.kl_weight and model.training:
                 sample = kl_positions(labels, mask, *self.kl_sample)
+                if self._base is None or self._base[0] is not model:
+                    # built once: finding the adapted layers walks every parameter
+                    self._base = (model, _base_logits_for(model))
                 total, count, kl, kl_count = regularised_loss(
-                    model, inputs["input_ids"], mask, labels, sample, _base_logits_for(model)
+                    model, inputs["input_ids"], mask, labels, sample, self._base[1]
                 )
             else:
                 total, count = answer_loss(model, inputs["input_ids"], mask, labels)
