@@ -2,7 +2,7 @@
 same machine, measured in the same run (target: medcode at least 2x TRL's tokens/s).
 
     .venv/bin/python benchmarks/bench_train.py [--model embedded] [--corpus /tmp/c20]
-        [--examples 16] [--steps 3] [--batch 2] [--k 20]
+        [--examples 16] [--steps 6] [--batch 2] [--k 20]
 
 Data: ``--examples`` candidates-mode examples from the corpus's train split. The candidate
 lists stand in for the retriever's (the gold codes mixed with random corpus codes, seeded,
@@ -17,6 +17,9 @@ seconds):
   similar length batched together, LM head only at answer tokens, the knowledge-retention KL
   term with its extra adapter-free forward pass);
 - ``medcode (recipe, no KL)``: the same with ``kl_weight=0``, to show what the KL term costs;
+- ``medcode (recipe, KL every step)``: with ``kl_every=1``, when the recipe spaces the KL
+  out (``kl_every`` N: the KL on every Nth step at N times the weight; keep ``--steps`` a
+  multiple of N so the timed steps hold their share of KL steps);
 - ``medcode (all layers)``: the same adapters as TRL (every layer, KL on), to separate the
   effects;
 - ``trl SFTTrainer``: TRL's defaults (prompt/completion dataset, so completion-only loss;
@@ -182,7 +185,7 @@ def main() -> None:
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--corpus", type=Path, default=Path("/tmp/c20"))
     parser.add_argument("--examples", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--top-layers", type=int, default=8, help="the recipe's top_layers")
@@ -195,11 +198,17 @@ def main() -> None:
     results = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        runs = (
+        from medcode.model.train_config import TrainConfig
+
+        every = TrainConfig.load(RECIPE).kl_every
+        runs = [
             (f"medcode (top {options.top_layers} layers)", options.top_layers, ()),
             (f"medcode (top {options.top_layers}, no KL)", options.top_layers, ["kl_weight=0"]),
             ("medcode (all layers)", 0, ()),
-        )
+        ]
+        if every > 1:
+            name = f"medcode (top {options.top_layers}, KL every step)"
+            runs.insert(2, (name, options.top_layers, ["kl_every=1"]))
         for name, top_layers, overrides in runs:
             steps, padding = run_medcode(
                 options.model,

@@ -276,6 +276,42 @@ def test_cli_predict_writes_one_line_per_note_and_resumes(cli, tiny_model, notes
     assert status == 0 and "nothing to do" in stdout
 
 
+class PolicyCoder:
+    """A coder whose model wrote G30.9 alone: the validator adds F02.80 after it."""
+
+    def predict(self, texts, ids=None, progress=None):
+        found = [CodeValidator()(["G30.9", "I10"], [0.9, 0.8]) for _ in texts]
+        if progress is not None:
+            progress(len(texts))
+        return [Prediction(v.codes, v.scores, added=v.added) for v in found]
+
+
+def test_cli_reports_the_codes_the_policy_tables_added(cli, notes_file, tmp_path, monkeypatch):
+    from medcode.model import commands
+
+    monkeypatch.setattr(commands, "_coder", lambda *args, **kwargs: PolicyCoder())
+    out = tmp_path / "pred.jsonl"
+    status, stdout, err = cli(
+        "predict", "--model", "m", "--input", str(notes_file), "--out", str(out)
+    )
+    assert status == 0, err
+    reason = "F02.80 (manifestation of G30.9: Dementia in Alzheimer's disease)"
+    rows = read_lines(out)
+    assert [row["codes"] for row in rows] == [["G30.9", "F02.80", "I10"]] * 3
+    assert all(row["added"] == [reason] for row in rows)
+    assert json.loads(out.with_suffix(".run.json").read_text())["codes_added"] == 3
+    assert "added 3 manifestation codes" in stdout
+    note = tmp_path / "note.txt"
+    note.write_text("Alzheimer's disease, hypertension.")
+    status, stdout, err = cli("code", "--model", "m", str(note), "--json")
+    assert status == 0, err
+    shown = json.loads(stdout)
+    assert [c["code"] for c in shown["codes"]] == ["G30.9", "F02.80", "I10"]
+    assert shown["added"] == [reason]
+    status, stdout, err = cli("code", "--model", "m", str(note))
+    assert status == 0 and "added by the policy tables" in stdout and "F02.80" in stdout
+
+
 def test_cli_predict_resume_repairs_a_partial_last_line(cli, tiny_model, notes_file, tmp_path):
     out = tmp_path / "pred.jsonl"
     out.write_text(json.dumps({"id": "n0", "codes": [], "scores": []}) + '\n{"id": "n1", "co')

@@ -564,25 +564,37 @@ def test_loss_decreases_on_repeated_batch(tiny_model, tiny_corpus, tmp_path):
     assert losses[-1] < losses[0] - 0.1
 
 
-def test_training_with_kl_logs_both_terms(tiny_model, tiny_corpus, tmp_path):
+@pytest.mark.parametrize(
+    ("every", "with_kl"), [(1, [True, True, True, True]), (2, [True, False, True, False])]
+)
+def test_training_with_kl_logs_both_terms(tiny_model, tiny_corpus, tmp_path, every, with_kl):
     config = tiny_config(
         tiny_model,
         tiny_corpus,
         tmp_path / "run",
         mode="plain",
-        max_steps=3,
+        max_steps=4,
         learning_rate=2e-2,
         kl_weight=1.0,
         kl_positions=4,
         kl_window=40,
+        kl_every=every,
     )
     summary = run_train(config)
-    assert summary["steps"] == 3
+    assert summary["steps"] == 4
     log = read_jsonl(tmp_path / "run" / "train_log.jsonl")
-    assert all(row["kl"] >= 0 and row["answer_loss"] > 0 for row in log)
-    assert log[-1]["kl"] > 0  # the adapter has moved away from the base
+    # kl_every=2: optimizer steps 0 and 2 (logged as 1 and 3) carry the KL, at twice the weight
+    assert ["kl" in row for row in log] == with_kl
+    assert all(row.get("kl", 0) >= 0 and row["answer_loss"] > 0 for row in log)
+    assert log[2]["kl"] > 0  # the adapter has moved away from the base
     # the logged loss is the answer loss plus the weighted KL
-    assert all(abs(row["loss"] - (row["answer_loss"] + row["kl"])) < 1e-3 for row in log)
+    for row in log:
+        assert abs(row["loss"] - (row["answer_loss"] + every * row.get("kl", 0.0))) < 1e-3
+
+
+def test_kl_every_must_be_positive(tiny_model, tiny_corpus, tmp_path):
+    with pytest.raises(MedcodeError, match="kl_every"):
+        tiny_config(tiny_model, tiny_corpus, tmp_path / "run", kl_every=0).validate()
 
 
 def test_resume_continues_from_the_checkpoint(tiny_model, tiny_corpus, tmp_path, stub_retriever):

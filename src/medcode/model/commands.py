@@ -327,6 +327,8 @@ def predict_command(
                     "codes": prediction.codes,
                     "scores": [round(s, 4) for s in scores] if scores is not None else None,
                 }
+                if prediction.added:  # codes the policy tables added, each with its reason
+                    line["added"] = prediction.added
                 handle.write(json.dumps(line) + "\n")
                 dropped += len(prediction.dropped)
                 added += len(prediction.added)

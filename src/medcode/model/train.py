@@ -336,6 +336,7 @@ def _trainer_class():
             self.batch_positions = 0
             self.kl_weight = 0.0
             self.kl_sample: tuple[int, int] = (32, 384)
+            self.kl_every = 1  # the KL on every Nth optimizer step, weighted N times
             self._terms = [0.0, 0, 0.0, 0]  # answer CE sum, tokens, KL sum, positions
             self._base: tuple[Any, _BaseLogits] | None = None  # (model, its base's logits)
 
@@ -345,7 +346,8 @@ def _trainer_class():
                 self.batch_positions += int(mask.numel())
                 self.padded_positions += int(mask.numel() - mask.sum())
             labels = inputs["labels"]
-            if self.kl_weight and model.training:
+            kl_step = self.state.global_step % self.kl_every == 0
+            if self.kl_weight and model.training and kl_step:
                 sample = kl_positions(labels, mask, *self.kl_sample)
                 if self._base is None or self._base[0] is not model:
                     # built once: finding the adapted layers walks every parameter
@@ -360,13 +362,16 @@ def _trainer_class():
             loss = total / denominator
             if kl_count:
                 # the mean KL per sampled position, weighted by this micro-batch's share of the
-                # accumulated answer tokens (a plain mean without accumulation)
-                loss = loss + self.kl_weight * (kl / kl_count) * (count / max(denominator, 1))
+                # accumulated answer tokens (a plain mean without accumulation); on every
+                # kl_every-th step only, so weighted kl_every times: the same term on average
+                weight = self.kl_weight * self.kl_every
+                loss = loss + weight * (kl / kl_count) * (count / max(denominator, 1))
+                self._terms[2] += float(kl.detach())
+                self._terms[3] += kl_count
+            if self.kl_weight and model.training:
                 # both terms logged apart (only with the KL: no device sync otherwise)
                 self._terms[0] += float(total.detach())
                 self._terms[1] += count
-                self._terms[2] += float(kl.detach())
-                self._terms[3] += kl_count
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # DDP averages the gradients
             return (loss, {"loss": loss.detach()}) if return_outputs else loss
@@ -1198,6 +1203,7 @@ def build_trainer(config, args, model, tokenizer, train_examples, eval_examples,
     trainer.lr_shape = (config.lr_scheduler, config.warmup_steps)
     trainer.kl_weight = config.kl_weight
     trainer.kl_sample = (config.kl_positions, config.kl_window)
+    trainer.kl_every = config.kl_every
     for callback in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(callback)
     return trainer

@@ -76,6 +76,7 @@ class TrainConfig:
     kl_weight: float = 0.0  # 0: off
     kl_positions: int = 32  # note positions sampled per example
     kl_window: int = 384  # positions sampled among the first N tokens
+    kl_every: int = 1  # the KL on every Nth optimizer step only, weighted N times (N x cheaper)
     per_device_batch: int = 2
     gradient_accumulation: int = 1
     group_by_length: bool = True  # batch notes of similar length together (less padding)
@@ -156,7 +157,7 @@ class TrainConfig:
             fail("lora_dropout", "must be in [0, 1)")
         if not self.learning_rate > 0:
             fail("learning_rate", "must be positive")
-        for key in ("kl_positions", "kl_window"):
+        for key in ("kl_positions", "kl_window", "kl_every"):
             if getattr(self, key) < 1:
                 fail(key, "must be at least 1")
         for key in ("weight_decay", "max_grad_norm", "time_budget_minutes", "kl_weight"):
