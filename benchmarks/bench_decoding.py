@@ -4,7 +4,7 @@ emits (target: 0 for constrained).
 
 Batches alternate between the two methods so that a busy machine slows both alike.
 
-    .venv/bin/python benchmarks/bench_decoding.py [--model embedded] [--corpus /tmp/c20]
+    .venv/bin/python benchmarks/bench_decoding.py [--model embedded] [--corpus demo/corpus]
         [--n 16] [--batch-size 8] [--max-new-tokens 256] [--split test]
 """
 
@@ -36,13 +36,18 @@ def prefill(model, tokenizer, prompts) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="embedded")
-    parser.add_argument("--corpus", type=Path, default=Path("/tmp/c20"))
+    parser.add_argument("--corpus", type=Path, default=Path("demo/corpus"))
     parser.add_argument("--split", default="test")
     parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=256)  # as medcode predict
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
+    if not args.corpus.exists():
+        parser.error(
+            f"no corpus at {args.corpus}: run `medcode demo` (it writes demo/corpus) "
+            "or pass --corpus"
+        )
 
     rows = [
         r

@@ -1,7 +1,7 @@
 """Training throughput: medcode's trainer against TRL's ``SFTTrainer``, same model, same data,
 same machine, measured in the same run (target: medcode at least 2x TRL's tokens/s).
 
-    .venv/bin/python benchmarks/bench_train.py [--model embedded] [--corpus /tmp/c20]
+    .venv/bin/python benchmarks/bench_train.py [--model embedded] [--corpus demo/corpus]
         [--examples 16] [--steps 6] [--batch 2] [--k 20]
 
 Data: ``--examples`` candidates-mode examples from the corpus's train split. The candidate
@@ -183,13 +183,18 @@ def run_trl(model_spec, data, steps, batch, out):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="embedded")
-    parser.add_argument("--corpus", type=Path, default=Path("/tmp/c20"))
+    parser.add_argument("--corpus", type=Path, default=Path("demo/corpus"))
     parser.add_argument("--examples", type=int, default=16)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--top-layers", type=int, default=8, help="the recipe's top_layers")
     options = parser.parse_args()
+    if not options.corpus.exists():
+        parser.error(
+            f"no corpus at {options.corpus}: run `medcode demo` (it writes demo/corpus) "
+            "or pass --corpus"
+        )
 
     from transformers.utils import logging as transformers_logging
 
