@@ -21,7 +21,8 @@ from medcode.model.loading import ModelError
 from medcode.model.prompt import Candidate
 
 NOTES = [
-    "Type 2 diabetes with diabetic CKD stage 3a; hypertension. Established patient, moderate MDM.",
+    "Type 2 diabetes with chronic kidney disease stage 3a; hypertension. Established patient, "
+    "moderate MDM.",
     "Annual wellness visit, subsequent.",
     "Closed fracture of right femoral neck, initial encounter.",
 ]
@@ -48,7 +49,7 @@ def tiny(tiny_model):
 
 
 def test_validator_normalises_and_drops_invalid_codes():
-    validate = CodeValidator()
+    validate = CodeValidator(policy=False)  # the normalisation alone
     codes, scores, dropped, added = validate(
         ["e1122", "E11.22", "E11", "99214", "BAD", "i10", "G0438"],
         [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3],
@@ -164,7 +165,11 @@ def test_openai_backend_against_a_fake_server(chat):
     with FakeServer() as server:
         coder = OpenAIBackend(server.url, "my-model", chat=chat, api_key="k", batch_size=2)
         predictions = coder.predict(NOTES)
-    assert [p.codes for p in predictions] == [["E11.22", "99214"]] * 3
+    # the note is read for the CKD stage E11.22 asks for (use additional code): the first
+    # names stage 3a, the others none (the unspecified stage)
+    assert [p.codes for p in predictions] == [["E11.22", "N18.31", "99214"]] + [
+        ["E11.22", "N18.9", "99214"]
+    ] * 2
     assert predictions[0].dropped == ["XYZ99"]
     assert len(server.requests) == 3
     prompts = []
@@ -181,7 +186,7 @@ def test_openai_backend_retries_server_errors(monkeypatch):
     monkeypatch.setattr(backends, "_sleep", waits.append)
     with FakeServer(failures=2) as server:
         coder = OpenAIBackend(server.url, "m", retries=3, backoff=0.25)
-        assert coder.predict(NOTES[:1])[0].codes == ["E11.22", "99214"]
+        assert coder.predict(NOTES[:1])[0].codes == ["E11.22", "N18.31", "99214"]
     assert waits == [0.25, 0.5]
 
 
@@ -300,7 +305,7 @@ def test_cli_reports_the_codes_the_policy_tables_added(cli, notes_file, tmp_path
     assert [row["codes"] for row in rows] == [["G30.9", "F02.80", "I10"]] * 3
     assert all(row["added"] == [reason] for row in rows)
     assert json.loads(out.with_suffix(".run.json").read_text())["codes_added"] == 3
-    assert "added 3 manifestation codes" in stdout
+    assert "added 3 codes (policy tables)" in stdout
     note = tmp_path / "note.txt"
     note.write_text("Alzheimer's disease, hypertension.")
     status, stdout, err = cli("code", "--model", "m", str(note), "--json")
@@ -401,7 +406,7 @@ def test_validator_adds_the_manifestation_after_its_etiology():
         [],
         ["F02.80 (manifestation of G30.0: Dementia in Alzheimer's disease)"],
     )
-    assert CodeValidator(manifestations=False)(["G30.9"]).codes == ["G30.9"]
+    assert CodeValidator(policy=False)(["G30.9"]).codes == ["G30.9"]
     # CPT/HCPCS codes are never taken for an etiology
     assert CodeValidator()(["99214", "G0438"]).added == []
 

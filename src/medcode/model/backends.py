@@ -6,12 +6,13 @@
   sent the same prompt; its text is parsed and checked against the code set.
 
 Both validate what they return: codes normalised (``e1122`` -> ``E11.22``), kept only when in
-the code set (billable ICD-10-CM, CPT/HCPCS table), exact duplicates dropped, and two edits
-of the policy tables applied: Excludes1 (the later code of a conflicting pair is dropped) and
-etiology/manifestation pairs (``data/policy/manifestations.yaml``, guideline I.A.13: an
-etiology such as G30.9 with no code of its manifestation's family gets the default
-manifestation, F02.80, listed right after it). Other edits (sequencing) are left to the
-evaluation and review steps.
+the code set (billable ICD-10-CM, CPT/HCPCS table), exact duplicates dropped, the Excludes1
+edit applied (the later code of a conflicting pair is dropped), then the list completed by the
+policy tables (:mod:`medcode.policy.completion`): codes listed apart that the policy combines
+(I10 and I50.22 -> I11.0, I50.22), a combination code's "use additional code" partner (the
+CKD stage the note names after E11.22), the hypertensive CKD code agreeing with the listed
+stage, an etiology's manifestation (G30.9 -> F02.80). Other edits (sequencing) are left to
+the evaluation and review steps.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class Prediction:
     backend has one; ``truncated`` when the note was cut to fit the model's context. ``dropped``
     lists model output that was not a valid code; ``finished`` is False when generation hit
     its token limit before the model stopped. ``added`` lists codes the policy tables required
-    that the model did not write (a manifestation after its etiology), with the reason."""
+    that the model did not write (a combination code, a partner, a manifestation), with the
+    reason (which names the codes it replaced, if any)."""
 
     codes: list[str]
     scores: list[float] | None = None
@@ -84,22 +86,24 @@ class Validated(NamedTuple):
 
 class CodeValidator:
     """Normalise predicted codes and keep the valid ones (see the module docstring);
-    ``manifestations=False`` leaves out the etiology/manifestation completion."""
+    ``policy=False`` leaves out the completion by the policy tables."""
 
     def __init__(
         self,
         codes: frozenset[str] | None = None,
         *,
-        manifestations: bool = True,
+        policy: bool = True,
         tables: Any = None,
+        lexicon: Any = None,
     ) -> None:
         if codes is None:
             from medcode.model.constrained import code_set
 
             codes = code_set()
         self.codes = codes
-        self.manifestations = manifestations
+        self.policy = policy
         self._tables = tables
+        self._lexicon = lexicon
 
     def canonical(self, raw: str) -> str | None:
         """The code-set spelling of ``raw``, or None when it is not a valid code."""
@@ -118,11 +122,16 @@ class CodeValidator:
                 return code
         return None
 
-    def __call__(self, codes: Sequence[str], scores: Sequence[float] | None = None) -> Validated:
+    def __call__(
+        self, codes: Sequence[str], scores: Sequence[float] | None = None, text: str | None = None
+    ) -> Validated:
         """The kept codes and their scores, order kept, duplicates removed, and the policy's
         edits applied: an ICD-10-CM code that an earlier-listed one excludes (or that excludes
-        it) is dropped, noted as ``"CODE (Excludes1 with OTHER)"``; an etiology without its
-        manifestation gets it (see :meth:`complete`)."""
+        it) is dropped, noted as ``"CODE (Excludes1 with OTHER)"``; then the list is completed
+        (:func:`medcode.policy.completion.complete`), the note ``text`` (when given) naming
+        a combination code's partner through the lexicon."""
+        from medcode.policy.completion import excludes1_partner
+
         kept: list[str] = []
         kept_scores: list[float] = []
         dropped: list[str] = []
@@ -131,7 +140,7 @@ class CodeValidator:
             if code is None:
                 dropped.append(str(raw))
                 continue
-            conflict = _excludes1_partner(code, kept)
+            conflict = excludes1_partner(code, kept)
             if conflict is not None:
                 dropped.append(f"{code} (Excludes1 with {conflict})")
             elif code not in kept:
@@ -139,65 +148,55 @@ class CodeValidator:
                 if scores is not None:
                     kept_scores.append(float(scores[index]))
         final_scores = kept_scores if scores is not None else None
-        added: list[str] = []
-        if self.manifestations:
-            kept, final_scores, added = self.complete(kept, final_scores)
-        return Validated(kept, final_scores, dropped, added)
+        if not self.policy:
+            return Validated(kept, final_scores, dropped, [])
+        done = self.complete(kept, final_scores, text)
+        # what the completion replaced is said by the code that replaced it (its reason)
+        return Validated(done.codes, done.scores, dropped, done.added)
 
     def complete(
-        self, codes: list[str], scores: list[float] | None = None
-    ) -> tuple[list[str], list[float] | None, list[str]]:
-        """Add each etiology's default manifestation (``manifestations.yaml``) when no code of
-        the manifestation's family is listed: right after the etiology, with its score (I.A.13,
-        "code first" the etiology). Skipped when the manifestation is not in the code set or
-        would be in an Excludes1 conflict with a listed code."""
-        from medcode.policy.tables import compact, shipped_tables
+        self, codes: list[str], scores: list[float] | None = None, text: str | None = None
+    ):
+        """The codes completed by the policy tables (a
+        :class:`~medcode.policy.completion.Completed`)."""
+        from medcode.policy.completion import complete
+        from medcode.policy.tables import shipped_tables
 
         if self._tables is None:
             self._tables = shipped_tables()
-        codes, scores = list(codes), (list(scores) if scores is not None else None)
-        added: list[str] = []
-        for etiology in [c for c in codes if _is_icd(c)]:
-            key = compact(etiology)
-            for entry in self._tables.manifestations:
-                if not entry.etiology.matches(key):
-                    continue
-                code = entry.manifestation
-                if code not in self.codes or any(entry.family.matches(compact(c)) for c in codes):
-                    continue
-                if _excludes1_partner(code, codes) is not None:
-                    continue
-                at = codes.index(etiology) + 1
-                codes.insert(at, code)
-                if scores is not None:
-                    scores.insert(at, scores[at - 1])
-                added.append(f"{code} (manifestation of {etiology}: {entry.label})")
-        return codes, scores, added
+        named = self._namer(text) if text else None
+        return complete(codes, scores, self._tables, code_set=self.codes, named=named)
 
+    def _namer(self, text: str):
+        """The family member the note names: the one code of the family with the lexicon's
+        strongest plain (not negated, uncertain, historical or family) match; none when a
+        phrase names several members alike ("chronic kidney disease" names every stage)."""
+        found: list[dict] = []
 
-def _is_icd(code: str) -> bool:
-    """An ICD-10-CM code, not CPT/HCPCS (G0438 is not ICD-10-CM G04.38)."""
-    from medcode.terminology import icd10cm
+        def named(family) -> str | None:
+            from medcode.policy.tables import compact
 
-    return icd10cm.looks_like(code) and icd10cm.is_valid(code)
+            if not found:
+                if self._lexicon is None:
+                    from medcode.model.retriever import shipped_lexicon
 
+                    self._lexicon = shipped_lexicon()
+                found.append(self._lexicon.evidence(text))
+            members = sorted(
+                (
+                    (item.weight, code)
+                    for code, item in found[0].items()
+                    if item.plain
+                    and code in self.codes
+                    and any(spec.matches(compact(code)) for spec in family)
+                ),
+                reverse=True,
+            )
+            if not members or (len(members) > 1 and members[1][0] == members[0][0]):
+                return None  # named by no phrase, or by one naming several members alike
+            return members[0][1]
 
-def _excludes1_partner(code: str, kept: list[str]) -> str | None:
-    """The first kept ICD-10-CM code in an Excludes1 conflict with ``code``, if any."""
-    from medcode.errors import CodeError
-    from medcode.policy.facts import excludes1_conflict
-
-    if not _is_icd(code):
-        return None
-    for other in kept:
-        if other == code or not _is_icd(other):
-            continue
-        try:
-            if excludes1_conflict(other, code):
-                return other
-        except (CodeError, ValueError):
-            continue
-    return None
+        return named
 
 
 def _candidates(coder: Any, texts: list[str]) -> list[list[Candidate]] | None:
@@ -327,8 +326,8 @@ class HFBackend:
                 self.model, self.tokenizer, prompts, max_new_tokens=self.max_new_tokens
             )
         predictions = []
-        for (_, truncated), answer in zip(fitted, decoded, strict=True):
-            codes, scores, dropped, added = self.validator(answer.codes, answer.scores)
+        for text, (_, truncated), answer in zip(batch, fitted, decoded, strict=True):
+            codes, scores, dropped, added = self.validator(answer.codes, answer.scores, text)
             predictions.append(
                 Prediction(codes, scores, truncated, dropped, answer.finished, added)
             )
@@ -446,8 +445,9 @@ class OpenAIBackend:
                     build_prompt(text, self.mode, candidates[i] if candidates else None)
                     for i, text in enumerate(batch)
                 ]
-                for text, finished in pool.map(self.complete, prompts):
-                    codes, _, dropped, added = self.validator(parse_codes(text))
+                answers = pool.map(self.complete, prompts)
+                for note, (text, finished) in zip(batch, answers, strict=True):
+                    codes, _, dropped, added = self.validator(parse_codes(text), None, note)
                     predictions.append(Prediction(codes, None, False, dropped, finished, added))
                 if progress is not None:
                     progress(len(batch))

@@ -329,6 +329,8 @@ def predict_command(
                 }
                 if prediction.added:  # codes the policy tables added, each with its reason
                     line["added"] = prediction.added
+                if prediction.dropped:  # invalid output, or Excludes1 with an earlier code
+                    line["dropped"] = prediction.dropped
                 handle.write(json.dumps(line) + "\n")
                 dropped += len(prediction.dropped)
                 added += len(prediction.added)
@@ -350,7 +352,7 @@ def predict_command(
         "notes_resumed": skipped,
         "seconds": round(elapsed, 2),
         "codes_dropped": dropped,  # invalid, or in an Excludes1 conflict with an earlier code
-        "codes_added": added,  # a manifestation its listed etiology requires (policy tables)
+        "codes_added": added,  # combination, partner or manifestation codes (policy tables)
         "notes_truncated": truncated,
     }
     out.with_suffix(".run.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -358,7 +360,7 @@ def predict_command(
         f"coded {coded:,} notes in {elapsed:.1f} s ({coded / max(elapsed, 1e-9):.2f} notes/s)"
         + (f", {skipped:,} already done" if skipped else "")
         + (f"; dropped {dropped:,} codes (invalid or Excludes1)" if dropped else "")
-        + (f"; added {added:,} manifestation codes (policy tables)" if added else "")
+        + (f"; added {added:,} codes (policy tables)" if added else "")
         + (f"; {truncated:,} notes cut to fit the context" if truncated else "")
         + f" -> {out}"
     )

@@ -109,7 +109,8 @@ class CodeSuggestion(BaseModel):
     evidence: list[EvidenceSpan]
     warnings: list[str] = Field(
         description="Age, sex and setting edits the code fails; a note when the policy tables "
-        "added the code (a manifestation its etiology requires) rather than the model."
+        "added the code (a combination, a partner or a manifestation the listed codes "
+        "require) rather than the model."
     )
 
 
