@@ -282,13 +282,14 @@ def test_cli_predict_writes_one_line_per_note_and_resumes(cli, tiny_model, notes
 
 
 class PolicyCoder:
-    """A coder whose model wrote G30.9 alone: the validator adds F02.80 after it."""
+    """A coder whose model wrote G30.9, I10 and an invalid code: the validator drops the
+    invalid code and adds F02.80 after G30.9."""
 
     def predict(self, texts, ids=None, progress=None):
-        found = [CodeValidator()(["G30.9", "I10"], [0.9, 0.8]) for _ in texts]
+        found = [CodeValidator()(["G30.9", "I10", "BAD1"], [0.9, 0.8, 0.1]) for _ in texts]
         if progress is not None:
             progress(len(texts))
-        return [Prediction(v.codes, v.scores, added=v.added) for v in found]
+        return [Prediction(v.codes, v.scores, dropped=v.dropped, added=v.added) for v in found]
 
 
 def test_cli_reports_the_codes_the_policy_tables_added(cli, notes_file, tmp_path, monkeypatch):
@@ -303,8 +304,9 @@ def test_cli_reports_the_codes_the_policy_tables_added(cli, notes_file, tmp_path
     reason = "F02.80 (manifestation of G30.9: Dementia in Alzheimer's disease)"
     rows = read_lines(out)
     assert [row["codes"] for row in rows] == [["G30.9", "F02.80", "I10"]] * 3
-    assert all(row["added"] == [reason] for row in rows)
-    assert json.loads(out.with_suffix(".run.json").read_text())["codes_added"] == 3
+    assert all(row["added"] == [reason] and row["dropped"] == ["BAD1"] for row in rows)
+    record = json.loads(out.with_suffix(".run.json").read_text())
+    assert record["codes_added"] == 3 and record["codes_dropped"] == 3
     assert "added 3 codes (policy tables)" in stdout
     note = tmp_path / "note.txt"
     note.write_text("Alzheimer's disease, hypertension.")
