@@ -20,14 +20,21 @@ def cli(monkeypatch, capsys):
     return run
 
 
-def build_tiny_model(folder):
-    """A randomly initialised two-layer Gemma 3 with a character-level tokenizer (like Gemma,
-    it spells codes one character per token), saved as a Hugging Face model folder."""
+def build_tiny_model(folder, architecture="gemma3"):
+    """A randomly initialised two-layer Gemma 3 (or Llama, the GPU recipes' architecture) with
+    a character-level tokenizer (like Gemma, it spells codes one character per token), saved
+    as a Hugging Face model folder."""
     import string
 
     import torch
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, PreTrainedTokenizerFast
+    from transformers import (
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+    )
 
     specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
     vocab = {token: i for i, token in enumerate(specials + list(string.printable))}
@@ -41,7 +48,7 @@ def build_tiny_model(folder):
         pad_token="<pad>",
         unk_token="<unk>",
     )
-    config = Gemma3TextConfig(
+    sizes = dict(
         vocab_size=len(vocab),
         hidden_size=32,
         intermediate_size=64,
@@ -50,14 +57,19 @@ def build_tiny_model(folder):
         num_key_value_heads=1,
         head_dim=16,
         max_position_embeddings=4096,
-        sliding_window=64,
-        layer_types=["sliding_attention", "full_attention"],
         pad_token_id=0,
         eos_token_id=1,
         bos_token_id=2,
     )
     torch.manual_seed(0)
-    Gemma3ForCausalLM(config).save_pretrained(folder)
+    if architecture == "llama":
+        model = LlamaForCausalLM(LlamaConfig(**sizes))
+    else:
+        config = Gemma3TextConfig(
+            **sizes, sliding_window=64, layer_types=["sliding_attention", "full_attention"]
+        )
+        model = Gemma3ForCausalLM(config)
+    model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
@@ -67,3 +79,10 @@ def tiny_model(tmp_path_factory):
     """Path of a tiny random Gemma 3 model folder (built once per test session)."""
     pytest.importorskip("transformers")
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    """Path of a tiny random Llama model folder (the GPU recipes' architecture)."""
+    pytest.importorskip("transformers")
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), architecture="llama")

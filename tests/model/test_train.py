@@ -10,7 +10,7 @@ import yaml
 
 from medcode.errors import MedcodeError
 from medcode.model.prompt import ANSWER_HEADER, Candidate, build_target
-from medcode.model.train_config import TrainConfig
+from medcode.model.train_config import DEFAULT_TARGET_MODULES, TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 CPU_RECIPE = REPO / "configs" / "cpu" / "gemma3_270m_lora.yaml"
@@ -640,6 +640,97 @@ def test_holdout_needs_notes_left_for_the_retriever(
     config = tiny_config(tiny_model, tiny_corpus, tmp_path / "run", max_train_notes=0)
     with pytest.raises(MedcodeError, match="retriever_holdout=false"):
         run_train(config)
+
+
+# -- the GPU recipes, as far as a CPU can take them -------------------------------------------
+
+GPU_RECIPES = sorted((REPO / "configs" / "gpu").glob("llama3_*.yaml"))
+
+
+def test_accelerate_config_launches_the_recipes_deepspeed_config():
+    accelerate = yaml.safe_load((REPO / "configs/gpu/accelerate_zero3.yaml").read_text())
+    assert accelerate["distributed_type"] == "DEEPSPEED" and accelerate["num_processes"] == 8
+    ds_file = accelerate["deepspeed_config"]["deepspeed_config_file"]
+    assert ds_file == TrainConfig.load(REPO / "configs/gpu/llama3_70b_lora_zero3.yaml").deepspeed
+    ds = json.loads((REPO / ds_file).read_text())
+    assert ds["zero_optimization"]["stage"] == 3 and ds["bf16"]["enabled"] == "auto"
+
+
+@pytest.mark.parametrize("recipe", GPU_RECIPES, ids=lambda p: p.name)
+def test_gpu_recipe_trains_a_tiny_llama_on_the_cpu(recipe, tiny_llama, tiny_corpus, tmp_path):
+    # The recipe as shipped (plain mode, adapters on every projection of every layer,
+    # gradient checkpointing, cosine schedule, accumulation) on a two-layer Llama; only what
+    # needs CUDA is switched off: 4-bit weights, bf16, DeepSpeed.
+    out = tmp_path / "run"
+    config = TrainConfig.load(
+        recipe,
+        [
+            f"model={tiny_llama}",
+            f"corpus={tiny_corpus}",
+            f"out={out}",
+            "device=cpu",
+            "bf16=false",
+            "load_in_4bit=false",
+            "deepspeed=null",
+            "max_train_notes=8",
+            "eval_notes=2",
+            "max_seq_len=768",
+            "per_device_batch=2",
+            "max_steps=2",
+            "warmup_steps=0",
+        ],
+    )
+    assert config.mode == "plain" and config.gradient_checkpointing
+    summary = run_train(config)
+    assert summary["steps"] == 2 and summary["tokens"] > 0
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert (
+        set(adapter["target_modules"]) == set(config.target_modules) == set(DEFAULT_TARGET_MODULES)
+    )  # all seven Llama projections, found in the model
+    assert adapter["layers_to_transform"] in (None, [])  # every layer (top_layers: 0)
+
+
+def test_cuda_device_choice_with_a_gpu_visible(monkeypatch, tmp_path):
+    import torch
+
+    from medcode.model.train import TrainError, _device
+
+    config = TrainConfig.load(REPO / "configs/gpu/llama3_8b_qlora.yaml", [f"out={tmp_path}"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(TrainError, match="no CUDA GPU is visible"):
+        _device(config)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert _device(config) == (False, True)  # on the GPU, in bf16
+    config.bf16 = None
+    assert _device(config) == (False, True)  # auto: bf16 on CUDA
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    with pytest.raises(TrainError, match="does not support bfloat16"):
+        _device(config)
+
+
+def test_four_bit_loading_asks_bitsandbytes_for_nf4(monkeypatch):
+    import sys
+    import types
+
+    import torch
+
+    from medcode.model.train import TrainError, _four_bit
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # not installed
+    with pytest.raises(TrainError, match="pip install bitsandbytes"):
+        _four_bit(0)
+    monkeypatch.setitem(sys.modules, "bitsandbytes", types.ModuleType("bitsandbytes"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(TrainError, match="needs a CUDA GPU"):
+        _four_bit(0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    found = _four_bit(3)
+    quantization = found["quantization_config"]
+    assert quantization.load_in_4bit and quantization.bnb_4bit_quant_type == "nf4"
+    assert quantization.bnb_4bit_use_double_quant
+    assert quantization.bnb_4bit_compute_dtype == torch.bfloat16
+    assert found["device_map"] == {"": 3}  # each process loads onto its own GPU
 
 
 # -- the command line ---------------------------------------------------------------------

@@ -59,7 +59,9 @@ def test_a_combination_code_gets_its_partner(tables):
     # a listed member of the family is enough
     assert complete(["E11.22", "N18.30"], None, tables).codes == ["E11.22", "N18.30"]
     # I11.0 asks for the type of heart failure
-    assert complete(["I11.0"], None, tables).codes == ["I11.0", "I50.9"]
+    done = complete(["I11.0"], None, tables)
+    assert done.codes == ["I11.0", "I50.9"]
+    assert done.added == ["I50.9 (use additional code with I11.0, unspecified)"]
     # I12.0 (stage 5 or ESRD) has no unspecified stage: nothing is added unless named
     assert complete(["I12.0"], None, tables).codes == ["I12.0"]
     assert complete(["I12.0"], None, tables, named=named_as("N18.6")).codes == ["I12.0", "N18.6"]

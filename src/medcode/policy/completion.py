@@ -113,12 +113,12 @@ def _partner_rules(tables: PolicyTables) -> dict[str, tuple[PartnerRule, ...]]:
     for (has_failure, has_kidney, end_stage), code in HYPERTENSION.items():
         if has_failure:
             rule = PartnerRule(
-                code, (failure,), "I50.9", "type of heart failure", HYPERTENSION_SOURCE
+                code, (failure,), "I50.9", "use additional code", HYPERTENSION_SOURCE
             )
             rules.setdefault(code, []).append(rule)
         if has_kidney:  # an unnamed stage fits only the stage 1-4 / unspecified codes
             default = None if end_stage else "N18.9"
-            rule = PartnerRule(code, (kidney,), default, "stage of CKD", HYPERTENSION_SOURCE)
+            rule = PartnerRule(code, (kidney,), default, "use additional code", HYPERTENSION_SOURCE)
             rules.setdefault(code, []).append(rule)
     return {code: tuple(found) for code, found in rules.items()}
 
