@@ -46,7 +46,6 @@ class PartnerRule:
     code: str
     family: tuple[CodeSpec, ...]
     default: str | None
-    label: str
     source: str
 
 
@@ -105,20 +104,16 @@ def _partner_rules(tables: PolicyTables) -> dict[str, tuple[PartnerRule, ...]]:
         default = _unspecified(combination.with_)
         for base in combination.base:
             code = icd10cm.normalize(base.first + combination.suffix.lstrip("."))
-            rule = PartnerRule(
-                code, combination.with_, default, "use additional code", combination.source
-            )
+            rule = PartnerRule(code, combination.with_, default, combination.source)
             rules.setdefault(code, []).append(rule)
     failure, kidney = CodeSpec("I50", "I50", "I50"), CodeSpec("N18", "N18", "N18")
     for (has_failure, has_kidney, end_stage), code in HYPERTENSION.items():
         if has_failure:
-            rule = PartnerRule(
-                code, (failure,), "I50.9", "use additional code", HYPERTENSION_SOURCE
-            )
+            rule = PartnerRule(code, (failure,), "I50.9", HYPERTENSION_SOURCE)
             rules.setdefault(code, []).append(rule)
         if has_kidney:  # an unnamed stage fits only the stage 1-4 / unspecified codes
             default = None if end_stage else "N18.9"
-            rule = PartnerRule(code, (kidney,), default, "use additional code", HYPERTENSION_SOURCE)
+            rule = PartnerRule(code, (kidney,), default, HYPERTENSION_SOURCE)
             rules.setdefault(code, []).append(rule)
     return {code: tuple(found) for code, found in rules.items()}
 
@@ -146,9 +141,9 @@ def _combine(
         merges.append(hypertension)
     listed = [code for code, _ in items]
     merges = [m for m in merges if m.code in listed or allowed(m.code, [])]
-    changes = len(added) + len(dropped)
     if not merges:
         return items
+    changes = len(added) + len(dropped)
     by_base: dict[int, list] = {}
     for merge in merges:
         by_base.setdefault(merge.base, []).append(merge)
@@ -158,9 +153,9 @@ def _combine(
         group = by_base.get(index)
         if group is None:
             if index in consumed:
-                into = next(m.code for m in merges if index in m.consumed)
-                if not any(code in m.partners for m in merges if index in m.consumed):
-                    dropped.append(f"{code} (combined into {into})")
+                into = [m for m in merges if index in m.consumed]
+                if not any(code in m.partners for m in into):
+                    dropped.append(f"{code} (combined into {into[0].code})")
             else:
                 result.append((code, score))
             continue
@@ -202,7 +197,7 @@ def _add_partners(
                     continue
             at = listed.index(code) + 1
             result.insert(at, (member, score))
-            added.append(f"{member} ({rule.label} with {code}, {how})")
+            added.append(f"{member} (use additional code with {code}, {how})")
     return result
 
 
