@@ -69,7 +69,29 @@ def codes_in_catalog(data: dict) -> Iterator[tuple[str, str | None]]:
             yield code, "CPT" if code[0].isdigit() else "HCPCS"
 
 
+PROCEDURE_KEYS = {"code", "codes", "replaced_by", "panel", "components", "not_with", "replace"}
+
+
+def procedure_codes_in(node: object, key: str | None = None) -> Iterator[str]:
+    """Every CPT/HCPCS code of policy/procedures.yaml (codes under PROCEDURE_KEYS)."""
+    if isinstance(node, dict):
+        for name, value in node.items():
+            if key in PROCEDURE_KEYS and key == "replace":
+                yield str(name)
+            yield from procedure_codes_in(value, name if name in PROCEDURE_KEYS else key)
+    elif isinstance(node, list):
+        for item in node:
+            yield from procedure_codes_in(item, key)
+    elif key in PROCEDURE_KEYS and isinstance(node, str | int):
+        yield str(node)
+
+
 def codes_in(path: Path) -> list[tuple[str, str | None, str]]:
+    if path.name == "procedures.yaml":
+        return [
+            (code, "CPT" if code[0].isdigit() else "HCPCS", path.name)
+            for code in procedure_codes_in(load_yaml(path))
+        ]
     if path.parent.name == "conditions":
         return [(code, system, path.name) for code, system in codes_in_catalog(load_yaml(path))]
     if path.suffix == ".csv":

@@ -8,6 +8,7 @@ encounter dict shape is the contract of ``medcode policy code ENCOUNTER.json``.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -138,6 +139,17 @@ def _reject_unknown(data: Mapping[str, Any], allowed: set[str], where: str) -> N
         raise RecordError(where, f"unknown field(s) {', '.join(unknown)}")
 
 
+def _date(value: Any, where: str) -> dt.date | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise RecordError(where, f"expected a date YYYY-MM-DD, got {value!r}") from None
+
+
 def _drop_empty(data: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in data.items() if value not in (None, [], (), {}, "")}
 
@@ -181,7 +193,11 @@ class Problem:
     """A documented condition: the clinician's code (possibly unspecific) and its status.
 
     ``symptoms`` under a confirmed diagnosis are its presentation (integral, not coded);
-    under an uncertain one they are what outpatient coding reports.
+    under an uncertain one they are what outpatient coding reports; under a ruled-out one
+    they are what brought the patient in, coded when no other definitive diagnosis explains
+    them (II.A, IV.D). ``residual`` is, for an injury documented as a sequela (``episode:
+    sequela``), the ICD-10-CM code of the residual condition (a scar, a contracture), which
+    is coded first (I.C.19.a).
     """
 
     code: str
@@ -191,9 +207,19 @@ class Problem:
     laterality: str | None = None
     episode: Episode | None = None
     linked_to: str | None = None
+    residual: str | None = None
 
     _FIELDS = frozenset(
-        {"code", "status", "symptoms", "organism", "laterality", "episode", "linked_to"}
+        {
+            "code",
+            "status",
+            "symptoms",
+            "organism",
+            "laterality",
+            "episode",
+            "linked_to",
+            "residual",
+        }
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -206,6 +232,7 @@ class Problem:
                 "laterality": self.laterality,
                 "episode": self.episode.value if self.episode else None,
                 "linked_to": self.linked_to,
+                "residual": self.residual,
             }
         )
 
@@ -225,6 +252,7 @@ class Problem:
             laterality=_text(data.get("laterality"), f"{where}.laterality", required=False),
             episode=_enum(Episode, episode, f"{where}.episode") if episode else None,
             linked_to=_text(data.get("linked_to"), f"{where}.linked_to", required=False),
+            residual=_text(data.get("residual"), f"{where}.residual", required=False),
         )
 
 
@@ -287,6 +315,44 @@ class Patient:
 
 
 @dataclass(frozen=True, slots=True)
+class Vitals:
+    """The measured values a note prints that coding reads: blood pressure (mmHg, for the
+    CPT II quality codes) and body mass index (kg/m2, for Z68 with an associated diagnosis)."""
+
+    systolic: int | None = None
+    diastolic: int | None = None
+    bmi: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_empty(
+            {"systolic": self.systolic, "diastolic": self.diastolic, "bmi": self.bmi}
+        )
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "vitals") -> Vitals:
+        data = _mapping(data, where)
+        _reject_unknown(data, {"systolic", "diastolic", "bmi"}, where)
+        values: dict[str, Any] = {}
+        for key, low, high in (("systolic", 40, 300), ("diastolic", 20, 200)):
+            value = data.get(key)
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high
+            ):
+                raise RecordError(
+                    f"{where}.{key}", f"expected an integer {low}-{high}, got {value!r}"
+                )
+            values[key] = value
+        bmi = data.get("bmi")
+        if bmi is not None and (
+            not isinstance(bmi, int | float) or isinstance(bmi, bool) or not 5 <= bmi <= 150
+        ):
+            raise RecordError(f"{where}.bmi", f"expected a number 5-150, got {bmi!r}")
+        if (values["systolic"] is None) != (values["diastolic"] is None):
+            raise RecordError(where, "systolic and diastolic come together")
+        return cls(values["systolic"], values["diastolic"], float(bmi) if bmi is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
 class Visit:
     """The E/M elements: visit kind, new or established, and MDM level or total minutes."""
 
@@ -330,7 +396,11 @@ class Visit:
 
 @dataclass(frozen=True, slots=True)
 class Encounter:
-    """The clinical facts of one encounter: what the policy engine codes and the renderer writes."""
+    """The clinical facts of one encounter: what the policy engine codes and the renderer writes.
+
+    ``date`` (date of service) and ``vitals`` are optional: rules that need them (vaccine
+    products valid for the date, Z68 from the BMI, CPT II blood-pressure codes) do nothing
+    without them."""
 
     id: str
     setting: Setting
@@ -339,9 +409,11 @@ class Encounter:
     problems: tuple[Problem, ...] = ()
     medications: tuple[Medication, ...] = ()
     procedures: tuple[Procedure, ...] = ()
+    date: dt.date | None = None
+    vitals: Vitals | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "id": self.id,
             "setting": self.setting.value,
             "patient": self.patient.to_dict(),
@@ -350,13 +422,28 @@ class Encounter:
             "medications": [medication.to_dict() for medication in self.medications],
             "procedures": [procedure.to_dict() for procedure in self.procedures],
         }
+        if self.date is not None:
+            data["date"] = self.date.isoformat()
+        if self.vitals is not None and self.vitals.to_dict():
+            data["vitals"] = self.vitals.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "encounter") -> Encounter:
         data = _mapping(data, where)
         _reject_unknown(
             data,
-            {"id", "setting", "patient", "visit", "problems", "medications", "procedures"},
+            {
+                "id",
+                "setting",
+                "patient",
+                "visit",
+                "problems",
+                "medications",
+                "procedures",
+                "date",
+                "vitals",
+            },
             where,
         )
         for required in ("id", "setting", "patient", "visit"):
@@ -375,6 +462,10 @@ class Encounter:
             problems=items("problems", Problem),
             medications=items("medications", Medication),
             procedures=items("procedures", Procedure),
+            date=_date(data.get("date"), f"{where}.date"),
+            vitals=Vitals.from_dict(data["vitals"], f"{where}.vitals")
+            if data.get("vitals") is not None
+            else None,
         )
 
 

@@ -86,15 +86,22 @@ def table_merges(table: tuple[Combination, ...], confirmed: list[Confirmed]) -> 
     return merges
 
 
-HYPERTENSION_SOURCE = "ICD-10-CM Guidelines I.C.9.a.1-3; tabular I11.0, I12, I13"
-# (heart failure documented, CKD documented, CKD stage 5 or ESRD) -> combination code
+HYPERTENSION_SOURCE = "ICD-10-CM Guidelines I.C.9.a.1-3; tabular I11, I12, I13"
+# (heart involvement: "failure" | "other" | None, CKD documented, CKD stage 5 or ESRD) ->
+# combination code. "other" is a heart condition of I51.4-I51.7, I51.89 or I51.9, which the
+# classification presumes hypertensive (I.C.9.a.1); its own code is not kept (the I51
+# codes' Excludes1 "due to hypertension (I11.-)").
 HYPERTENSION = {
-    (True, False, False): "I11.0",
-    (False, True, False): "I12.9",
-    (False, True, True): "I12.0",
-    (True, True, False): "I13.0",
-    (True, True, True): "I13.2",
+    ("failure", False, False): "I11.0",
+    ("other", False, False): "I11.9",
+    (None, True, False): "I12.9",
+    (None, True, True): "I12.0",
+    ("failure", True, False): "I13.0",
+    ("failure", True, True): "I13.2",
+    ("other", True, False): "I13.10",
+    ("other", True, True): "I13.11",
 }
+HYPERTENSIVE_HEART = ("I514", "I515", "I516", "I517", "I5189", "I519")
 
 
 def _ckd_stage_5(code: str) -> bool:
@@ -102,8 +109,9 @@ def _ckd_stage_5(code: str) -> bool:
 
 
 def hypertension_merge(confirmed: list[Confirmed]) -> Merge | None:
-    """I10 with heart failure (I50) and/or CKD (N18): I11.0, I12.9, I12.0, I13.0 or I13.2,
-    followed by the heart-failure and CKD codes (the tabular's use-additional-code)."""
+    """I10 with heart involvement (heart failure I50, or I51.4-I51.7/I51.89/I51.9) and/or CKD
+    (N18): I11.x, I12.x or I13.x, followed by the heart-failure and CKD codes (the tabular's
+    use-additional-code); the other heart conditions' own codes are not kept."""
     hypertension = next((p for p in confirmed if p.codes and p.codes[0] == "I10"), None)
     if hypertension is None:
         return None
@@ -118,15 +126,18 @@ def hypertension_merge(confirmed: list[Confirmed]) -> Merge | None:
         ]
 
     failure, kidney = related("I50"), related("N18")
-    if not failure and not kidney:
+    other_heart = [p for prefix in HYPERTENSIVE_HEART for p in related(prefix)]
+    if not failure and not kidney and not other_heart:
         return None
+    heart = "failure" if failure else "other" if other_heart else None
     end_stage = any(_ckd_stage_5(p.codes[0]) for p in kidney)
-    code = HYPERTENSION[(bool(failure), bool(kidney), end_stage)]
+    code = HYPERTENSION[(heart, bool(kidney), end_stage)]
     partners = [c for p in (*failure, *kidney) for c in p.codes]
+    consumed = sorted(p.index for p in (*failure, *other_heart, *kidney))
     return Merge(
         base=hypertension.index,
         code=code,
-        consumed=tuple(p.index for p in (*failure, *kidney)),
+        consumed=tuple(consumed),
         partners=tuple(partners),
         rule="combination.hypertension",
         source=HYPERTENSION_SOURCE,

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from medcode.errors import CodeError
 from medcode.policy import combinations, em, specificity
 from medcode.policy.facts import excludes1_conflict, icd, matches_any, require
+from medcode.policy.procedures import procedure_lines
 from medcode.policy.rules import RULES
-from medcode.policy.tables import PolicyTables, compact, shipped_tables
-from medcode.records import Code, Encounter, RecordError, Setting, Status, System
-from medcode.terminology import cpt
+from medcode.policy.tables import PolicyTables, compact, organism_combination, shipped_tables
+from medcode.records import Code, Encounter, Episode, RecordError, Setting, Status, System
+from medcode.terminology import cpt, icd10cm
 
 NOT_CODED = (Status.NEGATED, Status.RULED_OUT, Status.RESOLVED)
 CONFIRMED = (Status.ACTIVE, Status.CHRONIC)
@@ -85,6 +86,7 @@ class _Item:
     fact: str
     source: str = ""
     paths: tuple[str, ...] = ()
+    slot: int = -1  # the problem (slot) it belongs to; -1 outside the problems
 
 
 @dataclass
@@ -93,6 +95,7 @@ class _Draft:
     tables: PolicyTables
     slots: dict[int, list[_Item]] = field(default_factory=dict)
     history: dict[int, _Item] = field(default_factory=dict)
+    ruled_out: dict[int, list[tuple[int, str]]] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
     warnings: list[PolicyWarning] = field(default_factory=list)
     trace: bool = True
@@ -146,6 +149,11 @@ def _first_pass(draft: _Draft) -> list[combinations.Confirmed]:
         except CodeError as exc:
             raise RecordError(f"{where}.code", str(exc)) from None
         status = problem.status
+        if status is Status.RULED_OUT and problem.symptoms:
+            symptoms = _symptom_codes(draft, index, problem)
+            draft.ruled_out[index] = list(enumerate(symptoms))
+            draft.step(fact, "status.not_coded", f"{status.value}: not coded")
+            continue
         if status in NOT_CODED:
             draft.step(fact, "status.not_coded", f"{status.value}: not coded")
             continue
@@ -199,12 +207,197 @@ def _first_pass(draft: _Draft) -> list[combinations.Confirmed]:
                 f"symptoms {', '.join(symptoms)} are part of {documented}: not coded",
             )
         if problem.organism:
-            items.extend(_organism(draft, index, problem, resolved.codes[0], fact))
+            combined = _organism_combination(draft, index, problem, resolved.codes[0], fact)
+            if combined is not None:
+                items[0] = combined
+            else:
+                items.extend(_organism(draft, index, problem, resolved.codes[0], fact))
+        if problem.episode is Episode.SEQUELA:
+            items = _sequela(draft, index, problem, items, fact) + items
         draft.slots[index] = items
+        codes = [item.code for item in items if item.rule != "sequela.residual"]
         confirmed.append(
-            combinations.Confirmed(index, documented, list(resolved.codes), problem.linked_to)
+            combinations.Confirmed(
+                index, documented, codes[:1] + list(resolved.codes[1:]), problem.linked_to
+            )
         )
     return confirmed
+
+
+def _organism_combination(draft: _Draft, index: int, problem, code: str, fact: str):
+    """The index's organism-specific code for the infection (J18.9 + B96.1 -> J15.0)."""
+    where = f"encounter.problems[{index}].organism"
+    try:
+        organism = require(problem.organism)
+    except CodeError as exc:
+        raise RecordError(where, str(exc)) from None
+    entry = organism_combination(draft.tables, code, organism)
+    if entry is None:
+        return None
+    draft.step(fact, "combination.organism", f"{code} due to {organism} -> {entry.code}")
+    return _Item(
+        entry.code,
+        "combination.organism",
+        fact,
+        f"{RULES['combination.organism'].source}; {entry.source}",
+        (f"problems[{index}]",),
+    )
+
+
+def _sequela(draft: _Draft, index: int, problem, items: list[_Item], fact: str) -> list[_Item]:
+    """The residual condition of a sequela, coded before the injury (I.C.19.a)."""
+    if not items or not items[0].code.endswith("S"):
+        return []
+    residual_listed = any(
+        other.status in CONFIRMED for other in draft.encounter.problems[:index]
+    )
+    if not problem.residual and residual_listed:
+        return []  # the residual documented as the problem before it (older encounters)
+    if not problem.residual:
+        draft.warn(
+            "sequela",
+            fact,
+            f"{items[0].code} is a sequela with no residual condition documented",
+        )
+        return []
+    where = f"encounter.problems[{index}].residual"
+    try:
+        residual = specificity.resolve(require(problem.residual)).codes[0]
+    except CodeError as exc:
+        raise RecordError(where, str(exc)) from None
+    draft.step(fact, "sequela.residual", f"{residual} first, then {items[0].code}")
+    return [_Item(residual, "sequela.residual", fact, paths=(f"problems[{index}]",))]
+
+
+def _ckd_with_esrd(
+    draft: _Draft, confirmed: list[combinations.Confirmed]
+) -> list[combinations.Confirmed]:
+    """A CKD stage documented together with ESRD: N18.6 only (I.C.14.a.1)."""
+    if not any(p.codes and p.codes[0] == "N18.6" for p in confirmed):
+        return confirmed
+    kept = []
+    for problem in confirmed:
+        if problem.codes and problem.codes[0].startswith("N18") and problem.codes[0] != "N18.6":
+            fact = _fact(problem.index, draft.encounter.problems[problem.index])
+            draft.slots[problem.index] = []
+            draft.step(fact, "ckd.esrd", f"{problem.codes[0]} with ESRD documented: N18.6 only")
+            continue
+        kept.append(problem)
+    return kept
+
+
+_F02_CAUSES = "F02.80"
+
+
+def _dementia_in_other_disease(draft: _Draft, confirmed: list[combinations.Confirmed]) -> None:
+    """Dementia (F03) documented with a condition that the tabular lists under F02's "code
+    first" (Parkinson's, Lewy body, Huntington's ...) is dementia in other diseases: the F02
+    code of the same severity and disturbance; sequencing puts the cause first."""
+    causes = icd(_F02_CAUSES).code_first
+    for problem in confirmed:
+        code = problem.codes[0] if problem.codes else ""
+        if not code.startswith("F03."):
+            continue
+        cause = next(
+            (
+                other
+                for other in confirmed
+                if other is not problem
+                and other.codes
+                and matches_any(other.codes[0], causes)
+                and not combinations._linked_elsewhere(problem, other.codes)
+            ),
+            None,
+        )
+        if cause is None:
+            continue
+        rest = code[4:]
+        new = "F02." + ("8" + rest[1:] if rest.startswith("9") else rest)
+        if not icd10cm.is_billable(new):
+            continue
+        fact = _fact(problem.index, draft.encounter.problems[problem.index])
+        slot = draft.slots.get(problem.index, [])
+        if slot:
+            slot[0] = _Item(new, "dementia.other_disease", fact, paths=slot[0].paths)
+        problem.codes[0] = new
+        draft.step(
+            fact, "dementia.other_disease", f"{code} with {cause.codes[0]} -> {new} (cause first)"
+        )
+
+
+def _ruled_out_symptoms(draft: _Draft, confirmed: list[combinations.Confirmed]) -> None:
+    """Symptoms behind a ruled-out diagnosis are coded (II.A, IV.D) unless a confirmed
+    diagnosis explains them (documented as its symptom, or integral to it)."""
+    explained = {
+        compact(code)
+        for index, problem in enumerate(draft.encounter.problems)
+        if problem.status in CONFIRMED
+        for code in _symptom_codes(draft, index, problem)
+    }
+    hosts = [compact(c) for p in confirmed for c in p.codes]
+    for index, symptoms in draft.ruled_out.items():
+        fact = _fact(index, draft.encounter.problems[index])
+        items = []
+        for j, symptom in symptoms:
+            integral = any(
+                any(s.matches(host) for s in entry.diagnosis for host in hosts)
+                for entry in draft.tables.integral_hosts(symptom)
+            )
+            if compact(symptom) in explained or integral:
+                draft.step(fact, "integral.symptoms", f"{symptom} explained by another diagnosis")
+                continue
+            items.append(
+                _Item(
+                    symptom,
+                    "status.ruled_out_symptoms",
+                    fact,
+                    paths=(f"problems[{index}].symptoms[{j}]",),
+                )
+            )
+            draft.step(fact, "status.ruled_out_symptoms", f"{symptom}: the reason for the visit")
+        draft.slots[index] = items
+
+
+def _bmi(draft: _Draft, confirmed: list[combinations.Confirmed]) -> None:
+    """Z68 only with an associated diagnosis (obesity, underweight, malnutrition ...), from
+    the documented BMI, right after that diagnosis (I.C.21.c.3)."""
+    rule = draft.tables.bmi
+    if rule is None:
+        return
+    documented = [
+        (index, item)
+        for index in sorted(draft.slots)
+        for item in draft.slots[index]
+        if item.code.startswith("Z68")
+    ]
+    for index, item in documented:
+        draft.slots[index].remove(item)
+    host = next(
+        (
+            index
+            for index in sorted(draft.slots)
+            for item in draft.slots[index]
+            if any(spec.matches(compact(item.code)) for spec in rule.associated)
+        ),
+        None,
+    )
+    if host is None:
+        for _, item in documented:
+            draft.step(item.fact, "bmi.z68", f"{item.code} dropped: no associated diagnosis")
+        return
+    host_fact = draft.slots[host][0].fact
+    vitals = draft.encounter.vitals
+    if vitals is not None and vitals.bmi is not None:
+        if draft.encounter.patient.age < rule.adult_min_age:
+            draft.step(host_fact, "bmi.z68", "BMI documented under age 20: percentile needed")
+            return
+        code = rule.adult_code(vitals.bmi)
+        draft.slots[host].append(_Item(code, "bmi.z68", host_fact, rule.source, ("vitals",)))
+        draft.step(host_fact, "bmi.z68", f"BMI {vitals.bmi:g} -> {code}")
+        return
+    for _, item in documented:
+        draft.slots[host].append(_Item(item.code, "bmi.z68", item.fact, rule.source, item.paths))
+        draft.step(item.fact, "bmi.z68", f"{item.code} after its associated diagnosis")
 
 
 _ORGANISM_RANGE = ("B95", "B97")
@@ -327,8 +520,15 @@ def _code_first(draft: _Draft, items: list[_Item]) -> list[_Item]:
         later = [o for o in ordered[position + 1 :] if matches_any(o.code, specs)]
         if later:
             underlying = later[0]
-            ordered.remove(underlying)
-            ordered.insert(ordered.index(item), underlying)
+            # The underlying condition moves with its own problem's codes (I12.9 with its
+            # CKD stage stays a pair when D63.1 asks for the N18 code first).
+            group = [underlying]
+            if underlying.slot >= 0 and underlying.slot != item.slot:
+                group = [o for o in ordered[position + 1 :] if o.slot == underlying.slot]
+            for moved in group:
+                ordered.remove(moved)
+            at = ordered.index(item)
+            ordered[at:at] = group
             draft.step(
                 item.fact,
                 "sequencing.code_first",
@@ -423,20 +623,6 @@ def _medications(draft: _Draft, coded: list[_Item]) -> list[_Item]:
     return items
 
 
-def _procedures(draft: _Draft) -> list[Code]:
-    table = cpt.procedure_table()
-    codes = []
-    for index, procedure in enumerate(draft.encounter.procedures):
-        try:
-            entry = table.require(procedure.code)
-        except CodeError as exc:
-            raise RecordError(f"encounter.procedures[{index}].code", str(exc)) from None
-        rule = RULES["procedure.documented"]
-        codes.append(Code(entry.code, entry.system, entry.description, rule.id, rule.source))
-        draft.step(f"procedures[{index}] {entry.code}", rule.id, entry.description)
-    return codes
-
-
 def _dedupe(items: list[_Item]) -> list[_Item]:
     seen: set[str] = set()
     unique = []
@@ -476,13 +662,26 @@ def code(
     explanation steps (faster, for bulk generation)."""
     draft = _Draft(encounter, tables or shipped_tables(), trace=trace)
     confirmed = _first_pass(draft)
+    confirmed = _ckd_with_esrd(draft, confirmed)
     confirmed = _integral(draft, confirmed)
+    _ruled_out_symptoms(draft, confirmed)
+    _dementia_in_other_disease(draft, confirmed)
     _apply_merges(draft, confirmed)
     _manifestations(draft, confirmed)
+    _bmi(draft, confirmed)
 
-    conditions = [item for index in sorted(draft.slots) for item in draft.slots[index]]
+    conditions = []
+    for index in sorted(draft.slots):
+        for item in draft.slots[index]:
+            item.slot = index
+            conditions.append(item)
     conditions = _code_first(draft, _dedupe(conditions))
     conditions = _external_cause_not_first(draft, conditions)
+    choice = em.choose(encounter)
+    claim = procedure_lines(encounter, choice.code)
+    if claim.immunization and not any(item.code == "Z23" for item in conditions):
+        conditions.append(_Item("Z23", "immunization.z23", "procedures", paths=("procedures",)))
+        draft.step("procedures", "immunization.z23", "vaccine administered: Z23")
     history = [draft.history[index] for index in sorted(draft.history)]
     items: list[_Item] = []
     exam = em.exam_code(encounter)
@@ -498,7 +697,6 @@ def code(
 
     codes = [_icd_code(item) for item in items]
     facts = [item.paths for item in items]
-    choice = em.choose(encounter)
     visit_fact = f"visit {encounter.visit.kind.value}"
     if choice.warning:
         draft.warn("em", visit_fact, choice.warning)
@@ -511,9 +709,28 @@ def code(
         )
         facts.append(("visit",))
         draft.step(visit_fact, choice.rule, f"{entry.code}: {choice.reason}")
-    procedures = _procedures(draft)
-    codes += procedures
-    facts += [(f"procedures[{i}]",) for i in range(len(procedures))]
+    for kind, message in claim.warnings:
+        draft.warn(kind, "procedures", message)
+    for line in claim.removed:
+        draft.step(f"procedures[{line.index}] {line.code}", line.rule, line.message)
+    table = cpt.procedure_table()
+    for line in claim.kept:
+        entry = table.require(line.code)
+        codes.append(
+            Code(
+                entry.code,
+                entry.system,
+                entry.description,
+                line.rule,
+                line.source or RULES[line.rule].source,
+            )
+        )
+        facts.append(
+            ("vitals",)
+            if line.rule == "procedure.blood_pressure"
+            else (f"procedures[{line.index}]",)
+        )
+        draft.step(f"procedures[{line.index}] {entry.code}", line.rule, entry.description)
     return CodingResult(
         encounter.id, tuple(codes), tuple(draft.warnings), tuple(draft.steps), tuple(facts)
     )

@@ -153,4 +153,64 @@ RULES = _rules(
         "G0438 first annual wellness visit, G0439 subsequent",
     ),
     Rule("procedure.documented", "AMA CPT / CMS HCPCS", "documented procedures, in order"),
+    Rule(
+        "combination.organism",
+        f"{GUIDELINES} I.A.15, I.C.1.b; Alphabetic Index",
+        "an infection with its organism becomes the index's organism-specific code",
+    ),
+    Rule(
+        "ckd.esrd",
+        f"{GUIDELINES} I.C.14.a.1",
+        "a CKD stage documented with ESRD gives N18.6 only",
+    ),
+    Rule(
+        "dementia.other_disease",
+        f"{GUIDELINES} I.A.13, I.A.15; tabular F02 code first",
+        "dementia documented with a cause of F02 is dementia in other diseases, cause first",
+    ),
+    Rule(
+        "status.ruled_out_symptoms",
+        f"{GUIDELINES} II.A, IV.D",
+        "the symptoms behind a ruled-out diagnosis are coded when nothing else explains them",
+    ),
+    Rule(
+        "sequela.residual",
+        f"{GUIDELINES} I.C.19.a",
+        "a sequela: the residual condition first, then the injury with 7th character S",
+    ),
+    Rule(
+        "bmi.z68",
+        f"{GUIDELINES} I.C.21.c.3",
+        "BMI Z68 only with an associated diagnosis, from the documented BMI",
+    ),
+    Rule(
+        "immunization.z23",
+        f"{GUIDELINES} I.C.21.c.2",
+        "vaccine administration gives Z23",
+    ),
+    Rule(
+        "procedure.product_date",
+        "CMS seasonal influenza vaccine pricing; AMA CPT",
+        "a vaccine product code takes the product valid on the date of service",
+    ),
+    Rule(
+        "procedure.bundled",
+        "NCCI Policy Manual ch. X; AMA CPT panel definitions",
+        "a component billed with its panel is billed once, as the panel",
+    ),
+    Rule(
+        "procedure.facility",
+        "CMS Medicare Claims Processing Manual ch. 12 sec. 20.4, ch. 13",
+        "in facility settings the professional claim carries the professional component",
+    ),
+    Rule(
+        "procedure.screening",
+        "CMS National Coverage Determinations 210.x",
+        "screening and counselling G-codes only in the settings and visits they apply to",
+    ),
+    Rule(
+        "procedure.blood_pressure",
+        "AMA CPT Category II 3074F-3080F",
+        "CPT II blood-pressure codes from the printed values",
+    ),
 )

@@ -169,6 +169,30 @@ class AgeEdit:
     source: str
 
 
+@dataclass(frozen=True, slots=True)
+class OrganismCombination:
+    infection: tuple[CodeSpec, ...]
+    organism: tuple[CodeSpec, ...]
+    code: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class BmiRule:
+    """Z68 only with an associated diagnosis (``associated``); adult codes from age
+    ``adult_min_age``; ``adult_bands`` are (low, high, code) from the tabular titles."""
+
+    associated: tuple[CodeSpec, ...]
+    adult_min_age: int
+    adult_bands: tuple[tuple[float, float, str], ...]
+    source: str
+
+    def adult_code(self, bmi: float) -> str:
+        """The adult Z68 code whose tabular range holds ``bmi`` (rounded to one decimal)."""
+        value = round(bmi, 1)
+        return next(code for low, high, code in self.adult_bands if low <= value <= high)
+
+
 @dataclass
 class PolicyTables:
     combinations: tuple[Combination, ...]
@@ -179,6 +203,8 @@ class PolicyTables:
     manifestations: tuple[Manifestation, ...]
     sex_edits: tuple[SexEdit, ...]
     age_edits: tuple[AgeEdit, ...]
+    organisms: tuple[OrganismCombination, ...] = ()
+    bmi: BmiRule | None = None
     _memo: dict[tuple[str, str], object] = field(default_factory=dict, repr=False, compare=False)
 
     def _memoized(self, kind: str, code: str, compute):
@@ -238,6 +264,9 @@ class PolicyTables:
         codes = {entry.code for entry in (*self.personal_history, *self.family_history)}
         codes |= {entry.code for entry in self.medications.values()}
         codes |= {entry.manifestation for entry in self.manifestations}
+        codes |= {entry.code for entry in self.organisms}
+        if self.bmi is not None:
+            codes |= {code for _, _, code in self.bmi.adult_bands}
         for combination in self.combinations:
             for base in combination.base:
                 codes.add(icd10cm.normalize(base.first + combination.suffix.lstrip(".")))
@@ -370,6 +399,78 @@ def load_edits(path: Path) -> tuple[tuple[SexEdit, ...], tuple[AgeEdit, ...]]:
     return tuple(sex), tuple(age)
 
 
+def organism_combination(
+    tables: PolicyTables, infection: str, organism: str
+) -> OrganismCombination | None:
+    """The index's organism-specific combination for an infection and its organism."""
+    a, b = compact(infection), compact(organism)
+    return next(
+        (
+            entry
+            for entry in tables.organisms
+            if any(s.matches(a) for s in entry.infection)
+            and any(s.matches(b) for s in entry.organism)
+        ),
+        None,
+    )
+
+
+def load_organisms(path: Path) -> tuple[OrganismCombination, ...]:
+    found = []
+    for item in _items(path, load_yaml(path)):
+        organisms = _specs(path, item, "organism")
+        for spec in organisms:
+            if not "B95" <= spec.first[:3] <= "B97":
+                raise DataFileError(path, item.line, f"organism {spec.text} is not in B95-B97")
+        found.append(
+            OrganismCombination(
+                _specs(path, item, "infection"),
+                organisms,
+                billable(path, item.line, item.get("code")),
+                _text(path, item, "source"),
+            )
+        )
+    return tuple(found)
+
+
+def _z68_adult_bands() -> tuple[tuple[float, float, str], ...]:
+    """(low, high, code) of the adult BMI codes, read from their tabular titles
+    ("Body mass index [BMI] 35.0-35.9, adult", "... 19.9 or less, adult", "... 70 or greater,
+    adult")."""
+    import re
+
+    bands = []
+    for code in icd10cm.all_codes():
+        if not code.startswith("Z68.") or not icd10cm.is_billable(code):
+            continue
+        title = icd10cm.description(code)
+        if not title.endswith("adult"):
+            continue
+        if m := re.search(r"(\d+(?:\.\d)?)-(\d+(?:\.\d)?), adult", title):
+            bands.append((float(m[1]), float(m[2]) + 0.09, code))
+        elif m := re.search(r"(\d+(?:\.\d)?) or less, adult", title):
+            bands.append((0.0, float(m[1]) + 0.09, code))
+        elif m := re.search(r"(\d+(?:\.\d)?) or greater, adult", title):
+            bands.append((float(m[1]), 1000.0, code))
+    return tuple(sorted(bands))
+
+
+def load_bmi(path: Path) -> BmiRule:
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise DataFileError(path, None, "expected a mapping")
+    age = data.get("adult_min_age")
+    if not isinstance(age, int):
+        raise DataFileError(path, data.line, "adult_min_age must be a whole number")
+    associated = tuple(
+        parse_spec(path, item.line, item.get("range")) for item in _items(path, data, "associated")
+    )
+    bands = _z68_adult_bands()
+    if not bands:
+        raise DataFileError(path, data.line, "no adult Z68 codes found in the tabular")
+    return BmiRule(associated, age, bands, _text(path, data, "source"))
+
+
 def load_tables(directory: str | Path | None = None) -> PolicyTables:
     """Load and validate every policy table (default: the shipped ``data/policy``)."""
     folder = Path(directory) if directory else package_data("policy")
@@ -385,6 +486,8 @@ def load_tables(directory: str | Path | None = None) -> PolicyTables:
         manifestations=load_manifestations(folder / "manifestations.yaml"),
         sex_edits=sex,
         age_edits=age,
+        organisms=load_organisms(folder / "organisms.yaml"),
+        bmi=load_bmi(folder / "bmi.yaml"),
     )
 
 
