@@ -248,9 +248,7 @@ def _sequela(draft: _Draft, index: int, problem, items: list[_Item], fact: str) 
     """The residual condition of a sequela, coded before the injury (I.C.19.a)."""
     if not items or not items[0].code.endswith("S"):
         return []
-    residual_listed = any(
-        other.status in CONFIRMED for other in draft.encounter.problems[:index]
-    )
+    residual_listed = any(other.status in CONFIRMED for other in draft.encounter.problems[:index])
     if not problem.residual and residual_listed:
         return []  # the residual documented as the problem before it (older encounters)
     if not problem.residual:
