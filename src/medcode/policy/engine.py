@@ -248,7 +248,13 @@ def _sequela(draft: _Draft, index: int, problem, items: list[_Item], fact: str) 
     """The residual condition of a sequela, coded before the injury (I.C.19.a)."""
     if not items or not items[0].code.endswith("S"):
         return []
-    residual_listed = any(other.status in CONFIRMED for other in draft.encounter.problems[:index])
+    # Older encounters list the residual as the problem just before the sequela.
+    before = draft.encounter.problems[index - 1] if index else None
+    residual_listed = (
+        before is not None
+        and before.status in CONFIRMED
+        and before.code.strip().upper()[:1] not in "STVWXY"
+    )
     if not problem.residual and residual_listed:
         return []  # the residual documented as the problem before it (older encounters)
     if not problem.residual:
