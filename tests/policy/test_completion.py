@@ -118,3 +118,13 @@ def test_the_validator_reports_what_the_completion_replaced_in_the_reason():
     assert codes == ["I11.0", "I50.22"] and scores == [0.6, 0.5]
     assert dropped == ["XYZ"]  # invalid output only: I10 is named in the reason instead
     assert added == ["I11.0 (combines I10 and I50.22)"]
+
+
+def test_hypertensive_heart_disease_without_failure(tables):
+    # I.C.9.a.1: hypertension with cardiomegaly is I11.9; the I51.7 code is not kept
+    done = complete(["I10", "I51.7"], None, tables)
+    assert done.codes == ["I11.9"]
+    # I11.9 asks for no heart-failure partner; I13.10 only for the CKD stage
+    assert "I11.9" not in partner_rules(tables)
+    assert [r.default for r in partner_rules(tables)["I13.10"]] == ["N18.9"]
+    assert complete(["I10", "I51.7", "N18.4"], None, tables).codes == ["I13.10", "N18.4"]

@@ -107,8 +107,8 @@ def _partner_rules(tables: PolicyTables) -> dict[str, tuple[PartnerRule, ...]]:
             rule = PartnerRule(code, combination.with_, default, combination.source)
             rules.setdefault(code, []).append(rule)
     failure, kidney = CodeSpec("I50", "I50", "I50"), CodeSpec("N18", "N18", "N18")
-    for (has_failure, has_kidney, end_stage), code in HYPERTENSION.items():
-        if has_failure:
+    for (heart, has_kidney, end_stage), code in HYPERTENSION.items():
+        if heart == "failure":
             rule = PartnerRule(code, (failure,), "I50.9", HYPERTENSION_SOURCE)
             rules.setdefault(code, []).append(rule)
         if has_kidney:  # an unnamed stage fits only the stage 1-4 / unspecified codes
