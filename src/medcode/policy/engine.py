@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from medcode.errors import CodeError
 from medcode.policy import combinations, em, specificity
 from medcode.policy.facts import excludes1_conflict, icd, matches_any, require
-from medcode.policy.procedures import procedure_lines
+from medcode.policy.procedures import procedure_lines, shipped_procedure_rules
 from medcode.policy.rules import RULES
 from medcode.policy.tables import PolicyTables, compact, organism_combination, shipped_tables
 from medcode.records import Code, Encounter, Episode, RecordError, Setting, Status, System
@@ -396,7 +396,7 @@ def _bmi(draft: _Draft, confirmed: list[combinations.Confirmed]) -> None:
             draft.step(host_fact, "bmi.z68", "BMI documented under age 20: percentile needed")
             return
         code = rule.adult_code(vitals.bmi)
-        draft.slots[host].append(_Item(code, "bmi.z68", host_fact, rule.source, ("vitals",)))
+        draft.slots[host].append(_Item(code, "bmi.z68", host_fact, rule.source, ("vitals.bmi",)))
         draft.step(host_fact, "bmi.z68", f"BMI {vitals.bmi:g} -> {code}")
         return
     for _, item in documented:
@@ -655,6 +655,7 @@ def emittable_codes(tables: PolicyTables | None = None) -> set[str]:
         tables.emittable_codes()
         | set(combinations.HYPERTENSION.values())
         | set(em.EXAM_CODES.values())
+        | {shipped_procedure_rules().vaccine_diagnosis}
     )
 
 
@@ -683,9 +684,11 @@ def code(
     conditions = _external_cause_not_first(draft, conditions)
     choice = em.choose(encounter)
     claim = procedure_lines(encounter, choice.code)
-    if claim.immunization and not any(item.code == "Z23" for item in conditions):
-        conditions.append(_Item("Z23", "immunization.z23", "procedures", paths=("procedures",)))
-        draft.step("procedures", "immunization.z23", "vaccine administered: Z23")
+    z23 = shipped_procedure_rules().vaccine_diagnosis
+    if claim.immunization and not any(item.code == z23 for item in conditions):
+        given = tuple(f"procedures[{line.index}]" for line in claim.kept if line.vaccine)
+        conditions.append(_Item(z23, "immunization.z23", "procedures", paths=given))
+        draft.step("procedures", "immunization.z23", f"vaccine administered: {z23}")
     history = [draft.history[index] for index in sorted(draft.history)]
     items: list[_Item] = []
     exam = em.exam_code(encounter)
@@ -730,7 +733,7 @@ def code(
             )
         )
         facts.append(
-            ("vitals",)
+            ("vitals.bp",)
             if line.rule == "procedure.blood_pressure"
             else (f"procedures[{line.index}]",)
         )

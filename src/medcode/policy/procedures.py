@@ -70,6 +70,7 @@ class ProcedureLine:
     rule: str
     source: str
     message: str = ""
+    vaccine: bool = False  # a vaccine administration code (gives Z23)
 
 
 def _cpt(path: Path, line: int, value: object) -> str:
@@ -316,5 +317,11 @@ def procedure_lines(
             continue
         seen.add(line.code)
         kept.append(line)
-    immunization = any(line.code in rules.vaccine_administration for line in kept)
+    kept = [
+        ProcedureLine(line.code, line.index, line.rule, line.source, line.message, True)
+        if line.code in rules.vaccine_administration
+        else line
+        for line in kept
+    ]
+    immunization = any(line.vaccine for line in kept)
     return ProcedureOutcome(kept, removed, immunization, warnings)
