@@ -72,6 +72,16 @@ def _acceptable(row: dict, item: dict, span_text: str) -> bool:
         return bool(span.strip())
     if item["rule"] == "procedure.documented":
         return span == item["description"].lower()
+    if item["rule"].startswith("procedure.") or item["rule"] == "immunization.z23":
+        # a claim rule's code (a product for the date, the professional component, Z23)
+        # stands on the procedure the note documents
+        table = cpt.procedure_table()
+        documented = {table[p["code"]].description.lower() for p in encounter["procedures"]}
+        if item["rule"] == "procedure.blood_pressure":
+            return bool(re.search(r"\d{2,3}", span))
+        return span in documented
+    if item["rule"] == "bmi.z68":
+        return re.search(r"\d+\.\d", span) is not None
     if item["rule"] == "medication.z79":
         return span in {(m.get("name") or "").lower() for m in encounter["medications"]}
     for problem in encounter["problems"]:

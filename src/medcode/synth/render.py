@@ -44,6 +44,16 @@ def mark(path: str, text: str) -> str:
     return f"{OPEN}{path}{SEP}{text}{CLOSE}"
 
 
+# Vitals the policy reads (Z68 from the BMI, CPT II from the pressure): their printed values
+# are the evidence of those codes.
+_VITAL_PATHS = {"bmi": "vitals.bmi", "bp_systolic": "vitals.bp", "bp_diastolic": "vitals.bp"}
+
+
+def _mark_vital(key: str, text: str) -> str:
+    path = _VITAL_PATHS.get(key)
+    return mark(path, text) if path else text
+
+
 def strip_marks(rendered: str) -> tuple[str, dict[str, list[tuple[int, int]]]]:
     """Remove the markers; return the text and each path's spans (start, end)."""
     spans: dict[str, list[tuple[int, int]]] = {}
@@ -271,10 +281,13 @@ def build_context(
         else f"{decision.risk_statement}",
     )
     vitals = {r.measure.key: r for r in scenario.vitals}
-    vitals_line = ", ".join(f"{r.measure.short} {r.value}{_unit(r)}" for r in scenario.vitals)
+    vitals_line = ", ".join(
+        _mark_vital(r.measure.key, f"{r.measure.short} {r.value}{_unit(r)}")
+        for r in scenario.vitals
+    )
     bp = ""
     if "bp_systolic" in vitals and "bp_diastolic" in vitals:
-        bp = f"{vitals['bp_systolic'].value}/{vitals['bp_diastolic'].value}"
+        bp = mark("vitals.bp", f"{vitals['bp_systolic'].value}/{vitals['bp_diastolic'].value}")
     reason = problems[0].text if problems else header
     return _namespaces(
         {
@@ -327,7 +340,7 @@ def build_context(
             "vitals": {
                 "bp": bp,
                 "line": vitals_line,
-                **{key: f"{r.value}{_unit(r)}" for key, r in vitals.items()},
+                **{key: _mark_vital(key, f"{r.value}{_unit(r)}") for key, r in vitals.items()},
             },
             "exam": list(scenario.exam),
             "mdm": {
