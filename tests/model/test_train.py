@@ -11,6 +11,7 @@ import yaml
 from medcode.errors import MedcodeError
 from medcode.model.prompt import ANSWER_HEADER, Candidate, build_target
 from medcode.model.train_config import DEFAULT_TARGET_MODULES, TrainConfig
+from medcode.synth.card import read_rows
 
 REPO = Path(__file__).resolve().parents[2]
 CPU_RECIPE = REPO / "configs" / "cpu" / "gemma3_270m_lora.yaml"
@@ -520,7 +521,8 @@ def test_train_end_to_end_candidates(tiny_model, tiny_corpus, tmp_path, stub_ret
         record["mode"] == "candidates" and record["k"] == 5 and record["retriever"] == "retriever"
     )
     assert StubRetriever.load(out / "retriever").codes
-    assert StubRetriever.fitted_on == 34 - 8  # the train notes the LLM does not see
+    train_notes = sum(1 for row in read_rows(tiny_corpus) if row["split"] == "train")
+    assert StubRetriever.fitted_on == train_notes - 8  # the train notes the LLM does not see
     written = yaml.safe_load((out / "config.yaml").read_text())
     assert written["seed"] == 0 and written["mode"] == "candidates" and written["k"] == 5
     log = read_jsonl(out / "train_log.jsonl")
