@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medcode.errors import MedcodeError
+from medcode.eval.audit import is_audit_key
 
 app = typer.Typer(
     help="Evaluate coders: exact-code precision, recall, F1.", invoke_without_command=True
@@ -195,9 +196,18 @@ def evaluate(
             "(a second, labelled score).",
         ),
     ] = False,
+    audit: Annotated[
+        bool | None,
+        typer.Option(
+            "--audit/--no-audit",
+            help="Write the coder audit (audit.md, audit.json in --out): agreement and every "
+            "disagreement with its note and gold rule. Default: on for a key written by "
+            "medcode synth audit-sample.",
+        ),
+    ] = None,
 ) -> None:
     """Score predictions against gold: micro and macro P/R/F1, by system, category, note type
-    and split, with bootstrap intervals."""
+    and split, with bootstrap intervals; for an audit key, the coder audit too."""
     if context.invoked_subcommand is not None:
         return
     if gold is None or pred is None:
@@ -216,10 +226,33 @@ def evaluate(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    report = None
+    if audit or (audit is None and is_audit_key(gold)):
+        from medcode.eval.audit import build_audit, write_audit
+
+        report = build_audit(
+            gold,
+            pred,
+            splits=set(split.split(",")) if split else None,
+            diagnoses_only=diagnoses,
+        )
+        if out is not None:
+            write_audit(report, out)
     if as_json:
-        typer.echo(json.dumps(result))
-    else:
-        _print(result)
+        typer.echo(json.dumps(result if report is None else {**result, "audit": report}))
+        return
+    _print(result)
+    if report is not None:
+        from medcode.eval.audit import summary_lines
+
+        for line in summary_lines(report):
+            console.print(line, highlight=False)
+        console.print(
+            f"audit report: {out / 'audit.md'} (figures: {out / 'audit.json'})"
+            if out is not None
+            else "give --out RUN to write the audit report (audit.md, audit.json)",
+            highlight=False,
+        )
 
 
 @app.command("codiesp")

@@ -1,4 +1,5 @@
-"""``medcode synth``: write a corpus; ``medcode synth audit``: overlap with a reference."""
+"""``medcode synth``: write a corpus; ``medcode synth audit``: overlap with a reference;
+``medcode synth audit-sample``: a blind coding sample with its answer key."""
 
 from __future__ import annotations
 
@@ -147,3 +148,60 @@ def audit(
     )
     for gram, count in report.top[:10]:
         console.print(f"  {count:6d}  {gram}", highlight=False)
+
+
+@app.command("audit-sample")
+def audit_sample(
+    corpus: Annotated[Path, typer.Argument(help="A corpus folder written by medcode synth.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the sample (notes, key).")],
+    n: Annotated[int, typer.Option("--n", help="Notes to sample.")] = 50,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    split: Annotated[
+        str | None,
+        typer.Option("--split", help="Sample only these splits (comma-separated); default all."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into a non-empty --out folder.")
+    ] = False,
+) -> None:
+    """Draw N notes for blind coding (stratified by profile and note type, seeded): writes
+    notes.jsonl (text only), key.jsonl (the gold, for medcode eval) and README.md."""
+    from medcode.synth.audit_sample import parse_splits, write_audit_sample
+
+    splits = parse_splits(split)
+    sample = write_audit_sample(corpus, out, n=n, seed=seed, splits=splits, force=force)
+    console.print(
+        f"{len(sample.ids)} notes from {len(sample.strata)} of {len(sample.strata_available)} "
+        f"strata (profile/note type) written to {out}: notes.jsonl for the coder, key.jsonl "
+        "(the answers), README.md",
+        highlight=False,
+    )
+    for stratum, count in sorted(sample.strata.items()):
+        console.print(
+            f"  {stratum}: {count} of {sample.strata_available[stratum]}", highlight=False
+        )
+    if sample.short:
+        console.print(
+            f"[yellow]note:[/yellow] --n {sample.requested} is more than the {sample.available} "
+            "notes available: all of them were written",
+            highlight=False,
+        )
+    if sample.policy_differs:
+        console.print(
+            f"[yellow]note:[/yellow] the policy engine now codes {len(sample.policy_differs)} of "
+            "these encounters differently from the corpus (made by another version); the key "
+            f"keeps the corpus's gold: {', '.join(sample.policy_differs[:5])}",
+            highlight=False,
+        )
+    if sample.codes_in_text:
+        console.print(
+            f"[yellow]warning:[/yellow] {len(sample.codes_in_text)} note text(s) name one of "
+            f"their gold codes, which a blind coder will see: "
+            f"{', '.join(sample.codes_in_text[:5])}",
+            highlight=False,
+        )
+    console.print(
+        f"next: the coder writes CODER.jsonl, then medcode eval --gold {out}/key.jsonl "
+        "--pred CODER.jsonl --out RUN",
+        highlight=False,
+    )
