@@ -79,7 +79,8 @@ def table_merges(table: tuple[Combination, ...], confirmed: list[Confirmed]) -> 
                     partners=tuple(problem.codes) if combination.keep_partner else (),
                     rule=combination.rule,
                     source=f"{combination.source} ({combination.label})",
-                    replaces_base=_is_plain(base.documented),
+                    replaces_base=_is_plain(base.documented)
+                    or any(spec.matches(compact(base.codes[0])) for spec in combination.replaces),
                 )
             )
     merges.sort(key=lambda merge: merge.consumed)

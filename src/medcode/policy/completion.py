@@ -103,7 +103,7 @@ def _partner_rules(tables: PolicyTables) -> dict[str, tuple[PartnerRule, ...]]:
             continue
         default = _unspecified(combination.with_)
         for base in combination.base:
-            code = icd10cm.normalize(base.first + combination.suffix.lstrip("."))
+            code = icd10cm.normalize(base.first[:3] + combination.suffix.lstrip("."))
             rule = PartnerRule(code, combination.with_, default, combination.source)
             rules.setdefault(code, []).append(rule)
     failure, kidney = CodeSpec("I50", "I50", "I50"), CodeSpec("N18", "N18", "N18")

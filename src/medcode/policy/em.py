@@ -90,12 +90,9 @@ def choose(encounter: Encounter) -> Choice:
         return _leveled(EMSetting.HOSPITAL, EMPatient.SUBSEQUENT, encounter, "em.hospital")
     if kind is VisitKind.HOSPITAL_DISCHARGE:
         if visit.minutes is None:
-            return Choice(
-                "99238",
-                "em.discharge",
-                "discharge day, time not documented",
-                "discharge day: minutes not documented, 99238 (30 minutes or less)",
-            )
+            # 99238 is "30 minutes or less": with no time documented it is the code (only
+            # 99239 needs documented time), so no warning.
+            return Choice("99238", "em.discharge", "discharge day, time not documented")
         return _leveled(EMSetting.HOSPITAL, EMPatient.DISCHARGE, encounter, "em.discharge")
     if kind is VisitKind.PREVENTIVE:
         return _preventive(encounter)

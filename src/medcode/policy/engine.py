@@ -186,7 +186,10 @@ def _first_pass(draft: _Draft) -> list[combinations.Confirmed]:
             continue
         try:
             resolved = specificity.resolve(
-                documented, laterality=problem.laterality, episode=problem.episode
+                documented,
+                laterality=problem.laterality,
+                episode=problem.episode,
+                sex=encounter.patient.sex.value,
             )
         except CodeError as exc:
             raise RecordError(where, str(exc)) from None
@@ -200,11 +203,27 @@ def _first_pass(draft: _Draft) -> list[combinations.Confirmed]:
             draft.step(fact, applied, f"{documented} -> {', '.join(resolved.codes)}")
         draft.step(fact, base_rule, f"coded {', '.join(resolved.codes)}")
         items = [_Item(c, rule, fact, paths=(f"problems[{index}]",)) for c in resolved.codes]
-        if symptoms:
+        # Symptoms are integral unless the diagnosis's tabular note asks for them (N40.1:
+        # "use additional code for associated symptoms"; I.B.5 "unless otherwise instructed").
+        asked = [c for c in symptoms if matches_any(c, icd(resolved.codes[0]).additional)]
+        for j in range(len(problem.symptoms)):
+            code_j = symptoms[j] if j < len(symptoms) else None
+            if code_j in asked:
+                items.append(
+                    _Item(
+                        code_j,
+                        "partner.symptoms",
+                        fact,
+                        paths=(f"problems[{index}].symptoms[{j}]",),
+                    )
+                )
+                draft.step(fact, "partner.symptoms", f"{code_j} after {resolved.codes[0]}")
+        integral = [c for c in symptoms if c not in asked]
+        if integral:
             draft.step(
                 fact,
                 "integral.symptoms",
-                f"symptoms {', '.join(symptoms)} are part of {documented}: not coded",
+                f"symptoms {', '.join(integral)} are part of {documented}: not coded",
             )
         if problem.organism:
             combined = _organism_combination(draft, index, problem, resolved.codes[0], fact)
@@ -271,6 +290,105 @@ def _sequela(draft: _Draft, index: int, problem, items: list[_Item], fact: str) 
         raise RecordError(where, str(exc)) from None
     draft.step(fact, "sequela.residual", f"{residual} first, then {items[0].code}")
     return [_Item(residual, "sequela.residual", fact, paths=(f"problems[{index}]",))]
+
+
+def _substance_hierarchy(
+    draft: _Draft, confirmed: list[combinations.Confirmed]
+) -> list[combinations.Confirmed]:
+    """Use, abuse and dependence of one substance (F10-F19) documented together: only the
+    highest is coded, dependence over abuse over use (I.C.5.b.1)."""
+    rank = {"2": 3, "1": 2, "9": 1}
+
+    def level(code: str) -> tuple[str, int] | None:
+        key = compact(code)
+        if "F10" <= key[:3] <= "F19" and len(key) > 3 and key[3] in rank:
+            return key[:3], rank[key[3]]
+        return None
+
+    best: dict[str, int] = {}
+    for problem in confirmed:
+        found = level(problem.codes[0]) if problem.codes else None
+        if found:
+            best[found[0]] = max(best.get(found[0], 0), found[1])
+    kept = []
+    for problem in confirmed:
+        found = level(problem.codes[0]) if problem.codes else None
+        if found and found[1] < best[found[0]]:
+            fact = _fact(problem.index, draft.encounter.problems[problem.index])
+            draft.slots[problem.index] = []
+            draft.step(
+                fact,
+                "substance.hierarchy",
+                f"{problem.codes[0]}: a higher level of the same substance is documented",
+            )
+            continue
+        kept.append(problem)
+    return kept
+
+
+def _subsumed(
+    draft: _Draft, confirmed: list[combinations.Confirmed]
+) -> list[combinations.Confirmed]:
+    """Codes the index folds into another documented code (``subsumed.yaml``): not coded."""
+    keys = [compact(p.codes[0]) for p in confirmed if p.codes]
+    kept = []
+    for problem in confirmed:
+        key = compact(problem.codes[0]) if problem.codes else ""
+        entry = next(
+            (
+                e
+                for e in draft.tables.subsumed
+                if e.code.matches(key) and any(s.matches(k) for s in e.by for k in keys if k != key)
+            ),
+            None,
+        )
+        if entry is None:
+            kept.append(problem)
+            continue
+        fact = _fact(problem.index, draft.encounter.problems[problem.index])
+        draft.slots[problem.index] = []
+        draft.step(fact, "diagnosis.subsumed", f"{problem.codes[0]}: {entry.label}")
+    return kept
+
+
+def _condition_combinations(draft: _Draft, confirmed: list[combinations.Confirmed]) -> None:
+    """An infection in a confirmed condition documented beside it (pneumonia in COVID-19 ->
+    J12.82 after U07.1), unless documented as due to something else."""
+    for problem in confirmed:
+        key = compact(problem.codes[0]) if problem.codes else ""
+        for entry in draft.tables.organisms:
+            if not entry.condition or not any(s.matches(key) for s in entry.infection):
+                continue
+            cause = next(
+                (
+                    other
+                    for other in confirmed
+                    if other is not problem
+                    and other.codes
+                    and any(s.matches(compact(other.codes[0])) for s in entry.condition)
+                    and not combinations._linked_elsewhere(problem, other.codes)
+                ),
+                None,
+            )
+            if cause is None:
+                continue
+            fact = _fact(problem.index, draft.encounter.problems[problem.index])
+            slot = draft.slots.get(problem.index, [])
+            if slot:
+                slot[0] = _Item(
+                    entry.code,
+                    "combination.condition",
+                    fact,
+                    f"{RULES['combination.condition'].source}; {entry.source}",
+                    (*slot[0].paths, f"problems[{cause.index}]"),
+                )
+            draft.step(
+                fact,
+                "combination.condition",
+                f"{problem.codes[0]} in {cause.codes[0]} -> {entry.code}",
+            )
+            problem.codes[0] = entry.code
+            break
 
 
 def _ckd_with_esrd(
@@ -668,6 +786,9 @@ def code(
     draft = _Draft(encounter, tables or shipped_tables(), trace=trace)
     confirmed = _first_pass(draft)
     confirmed = _ckd_with_esrd(draft, confirmed)
+    confirmed = _substance_hierarchy(draft, confirmed)
+    confirmed = _subsumed(draft, confirmed)
+    _condition_combinations(draft, confirmed)
     confirmed = _integral(draft, confirmed)
     _ruled_out_symptoms(draft, confirmed)
     _dementia_in_other_disease(draft, confirmed)

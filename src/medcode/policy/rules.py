@@ -159,6 +159,36 @@ RULES = _rules(
         "an infection with its organism becomes the index's organism-specific code",
     ),
     Rule(
+        "combination.cad_angina",
+        f"{GUIDELINES} I.C.9.b",
+        "coronary atherosclerosis with angina becomes one combination code",
+    ),
+    Rule(
+        "combination.influenza",
+        f"{GUIDELINES} I.C.10.c, I.C.1.d",
+        "influenza with pneumonia becomes the influenza-with-pneumonia code",
+    ),
+    Rule(
+        "combination.condition",
+        f"{GUIDELINES} I.C.1.g.1.c; Alphabetic Index",
+        "an infection in a documented condition becomes the index's code for it",
+    ),
+    Rule(
+        "partner.symptoms",
+        f"{GUIDELINES} I.B.5 (unless otherwise instructed); tabular use additional code",
+        "symptoms the diagnosis's tabular note asks for are coded after it",
+    ),
+    Rule(
+        "substance.hierarchy",
+        f"{GUIDELINES} I.C.5.b.1",
+        "use, abuse and dependence of one substance: only the highest is coded",
+    ),
+    Rule(
+        "diagnosis.subsumed",
+        f"{GUIDELINES} I.A.15; Alphabetic Index",
+        "a code the index folds into another documented code is not coded",
+    ),
+    Rule(
         "ckd.esrd",
         f"{GUIDELINES} I.C.14.a.1",
         "a CKD stage documented with ESRD gives N18.6 only",

@@ -93,14 +93,22 @@ def lateral(code: str, side: str) -> tuple[str, ...]:
     return ()
 
 
+_SEX_WORDS = {"F": re.compile(r"\bfemale\b"), "M": re.compile(r"\bmale\b")}
+
+
 @cache
-def default_child(code: str) -> str | None:
-    """The child a coder takes when nothing more is documented: 'without complications',
-    then 'unspecified' (codes ending in 9, then 0, by ICD-10-CM convention)."""
+def default_child(code: str, sex: str | None = None) -> str | None:
+    """The child a coder takes when nothing more is documented: the patient's sex where the
+    children differ by it (breast C50.91- female, C50.92- male), then 'without
+    complications', then 'unspecified' (codes ending in 9, then 0, by convention)."""
     best, best_score = None, 0.0
     for child in icd10cm.children(code):
         text = icd(child).description.lower()
         score = 4.0 * ("without complication" in text) + 2.0 * ("unspecified" in text)
+        if sex in _SEX_WORDS:
+            other = "M" if sex == "F" else "F"
+            score += 8.0 * bool(_SEX_WORDS[sex].search(text))
+            score -= 8.0 * bool(_SEX_WORDS[other].search(text))
         score += {"9": 1.0, "0": 0.5}.get(child[-1], 0.0)
         if score > best_score:
             best, best_score = child, score
@@ -133,11 +141,13 @@ def _seventh(code: str, episode: Episode | None, resolved: Resolved) -> str:
     return icd10cm.with_seventh(code, character)
 
 
-def _complete(code: str, episode: Episode | None, resolved: Resolved) -> str:
+def _complete(
+    code: str, episode: Episode | None, resolved: Resolved, sex: str | None = None
+) -> str:
     while not icd(code).billable:
         if _is_seventh_level(code):
             return _seventh(code, episode, resolved)
-        child = default_child(code)
+        child = default_child(code, sex)
         if child is None:
             options = ", ".join(icd10cm.children(code)[:10])
             raise CodeError(code, f"not billable and nothing more is documented ({options})")
@@ -147,17 +157,22 @@ def _complete(code: str, episode: Episode | None, resolved: Resolved) -> str:
 
 
 def resolve(
-    code: str, *, laterality: str | None = None, episode: Episode | None = None
+    code: str,
+    *,
+    laterality: str | None = None,
+    episode: Episode | None = None,
+    sex: str | None = None,
 ) -> Resolved:
-    """Billable code(s) for a documented code and its attributes; :class:`CodeError` when
-    the code cannot be completed from what is documented."""
-    codes, rules, warnings = _resolve(code, laterality, episode)
+    """Billable code(s) for a documented code and its attributes (``sex``: the patient's,
+    F or M, for families that differ by it); :class:`CodeError` when the code cannot be
+    completed from what is documented."""
+    codes, rules, warnings = _resolve(code, laterality, episode, sex)
     return Resolved(list(codes), list(rules), list(warnings))
 
 
 @cache
 def _resolve(
-    code: str, laterality: str | None, episode: Episode | None
+    code: str, laterality: str | None, episode: Episode | None, sex: str | None = None
 ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...]]:
     resolved = Resolved(codes=[])
     starts = [code]
@@ -170,7 +185,7 @@ def _resolve(
             found = lateral(current, side)
             if found or icd(current).billable or _is_seventh_level(current):
                 break
-            child = default_child(current)
+            child = default_child(current, sex)
             if child is None:
                 break
             current = child
@@ -182,5 +197,5 @@ def _resolve(
             resolved.warnings.append(
                 ("laterality", f"{code}: the tabular has no {side} code here; side not coded")
             )
-    resolved.codes = [_complete(start, episode, resolved) for start in starts]
+    resolved.codes = [_complete(start, episode, resolved, sex) for start in starts]
     return tuple(resolved.codes), tuple(resolved.rules), tuple(resolved.warnings)

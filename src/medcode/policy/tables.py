@@ -100,6 +100,7 @@ class Combination:
     source: str
     base_categories: frozenset[str] = frozenset()
     with_categories: frozenset[str] = frozenset()
+    replaces: tuple[CodeSpec, ...] = ()  # documented bases the combination replaces
 
 
 def spec_categories(specs: tuple[CodeSpec, ...]) -> frozenset[str]:
@@ -171,9 +172,23 @@ class AgeEdit:
 
 @dataclass(frozen=True, slots=True)
 class OrganismCombination:
+    """An infection with its documented organism (``organism``, B95-B97) or with a confirmed
+    condition documented beside it (``condition``) -> the index's combination ``code``."""
+
     infection: tuple[CodeSpec, ...]
     organism: tuple[CodeSpec, ...]
     code: str
+    source: str
+    condition: tuple[CodeSpec, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Subsumed:
+    """``code`` is not coded when a code of ``by`` is (the index folds it in)."""
+
+    code: CodeSpec
+    by: tuple[CodeSpec, ...]
+    label: str
     source: str
 
 
@@ -205,6 +220,7 @@ class PolicyTables:
     age_edits: tuple[AgeEdit, ...]
     organisms: tuple[OrganismCombination, ...] = ()
     bmi: BmiRule | None = None
+    subsumed: tuple[Subsumed, ...] = ()
     _memo: dict[tuple[str, str], object] = field(default_factory=dict, repr=False, compare=False)
 
     def _memoized(self, kind: str, code: str, compute):
@@ -269,7 +285,7 @@ class PolicyTables:
             codes |= {code for _, _, code in self.bmi.adult_bands}
         for combination in self.combinations:
             for base in combination.base:
-                codes.add(icd10cm.normalize(base.first + combination.suffix.lstrip(".")))
+                codes.add(icd10cm.normalize(base.first[:3] + combination.suffix.lstrip(".")))
         return codes
 
 
@@ -290,13 +306,12 @@ def load_combinations(path: Path) -> tuple[Combination, ...]:
             source=_text(path, item, "source"),
             base_categories=spec_categories(base),
             with_categories=spec_categories(with_),
+            replaces=tuple(parse_spec(path, item.line, v) for v in item.get("replaces") or ()),
         )
         for base in combination.base:
-            if base.first != base.last or len(base.first) != 3:
-                raise DataFileError(
-                    path, item.line, f"base {base.text}: use 3-character categories"
-                )
-            billable(path, item.line, base.first + combination.suffix.lstrip("."))
+            if base.first != base.last:
+                raise DataFileError(path, item.line, f"base {base.text}: use codes, not ranges")
+            billable(path, item.line, base.first[:3] + combination.suffix.lstrip("."))
         found.append(combination)
     return tuple(found)
 
@@ -408,7 +423,8 @@ def organism_combination(
         (
             entry
             for entry in tables.organisms
-            if any(s.matches(a) for s in entry.infection)
+            if entry.organism
+            and any(s.matches(a) for s in entry.infection)
             and any(s.matches(b) for s in entry.organism)
         ),
         None,
@@ -418,7 +434,9 @@ def organism_combination(
 def load_organisms(path: Path) -> tuple[OrganismCombination, ...]:
     found = []
     for item in _items(path, load_yaml(path)):
-        organisms = _specs(path, item, "organism")
+        if ("organism" in item) == ("condition" in item):
+            raise DataFileError(path, item.line, "give exactly one of 'organism' or 'condition'")
+        organisms = _specs(path, item, "organism") if "organism" in item else ()
         for spec in organisms:
             if not "B95" <= spec.first[:3] <= "B97":
                 raise DataFileError(path, item.line, f"organism {spec.text} is not in B95-B97")
@@ -428,9 +446,22 @@ def load_organisms(path: Path) -> tuple[OrganismCombination, ...]:
                 organisms,
                 billable(path, item.line, item.get("code")),
                 _text(path, item, "source"),
+                _specs(path, item, "condition") if "condition" in item else (),
             )
         )
     return tuple(found)
+
+
+def load_subsumed(path: Path) -> tuple[Subsumed, ...]:
+    return tuple(
+        Subsumed(
+            parse_spec(path, item.line, item.get("code")),
+            _specs(path, item, "by"),
+            _text(path, item, "label"),
+            _text(path, item, "source"),
+        )
+        for item in _items(path, load_yaml(path))
+    )
 
 
 def _z68_adult_bands() -> tuple[tuple[float, float, str], ...]:
@@ -488,6 +519,7 @@ def load_tables(directory: str | Path | None = None) -> PolicyTables:
         age_edits=age,
         organisms=load_organisms(folder / "organisms.yaml"),
         bmi=load_bmi(folder / "bmi.yaml"),
+        subsumed=load_subsumed(folder / "subsumed.yaml"),
     )
 
 
