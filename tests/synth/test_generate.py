@@ -56,7 +56,7 @@ def _phrase_parts(documented: str) -> list[list[str]]:
         for form in concept.forms:
             if form.code != documented:
                 continue
-            for phrases in concept.phrases.values():
+            for phrases in concept.form_phrases(form).values():
                 for phrase in phrases:
                     filled = phrase.format_map({**form.attributes, "side": "\0"})
                     options.append([p.strip().lower() for p in filled.split("\0") if p.strip()])

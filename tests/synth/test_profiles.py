@@ -32,3 +32,46 @@ def test_ages_outside_range():
 def test_unknown_profile_name():
     with pytest.raises(MedcodeError, match="unknown profile 'nope'"):
         profile_path("nope")
+
+
+def _variant(tmp_path, old, new):
+    text = profile_path("primary_care").read_text()
+    assert old in text
+    path = tmp_path / "variant.yaml"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+@pytest.mark.parametrize("name", ["primary_care", "hospital_ed"])
+def test_shipped_profiles_give_a_cited_em_mix_and_a_workload(name):
+    profile = load_profile(profile_path(name))
+    assert "OIG" in profile.em_mix.source
+    assert profile.em_mix.targets["emergency"]["99285"] == 0.48
+    assert profile.workload["emergency"].admission["high"] > 0.5
+    if name == "primary_care":
+        established = profile.em_mix.targets["office_established"]
+        assert established["99213"] + established["99214"] > 0.8
+
+
+def test_em_mix_codes_must_belong_to_the_group(tmp_path):
+    path = _variant(tmp_path, '"99212": 0.04', '"99202": 0.04')
+    with pytest.raises(DataFileError, match=r"office_established: unknown key\(s\) 99202"):
+        load_profile(path)
+
+
+def test_em_mix_needs_a_source(tmp_path):
+    path = _variant(
+        tmp_path, "  source: >-\n    Established office", "  cited: >-\n    Established"
+    )
+    with pytest.raises(DataFileError, match="em_mix: missing or empty 'source'"):
+        load_profile(path)
+
+
+def test_workload_fields_are_checked(tmp_path):
+    path = _variant(
+        tmp_path, "outpatient: {also_addressed: 0.42", "outpatient: {also_adressed: 0.42"
+    )
+    with pytest.raises(
+        DataFileError, match=r"workload.outpatient: unknown field\(s\) also_adressed"
+    ):
+        load_profile(path)

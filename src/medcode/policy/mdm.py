@@ -154,7 +154,9 @@ _RISK_WORDS = {
     RiskKind.THERAPY: "physical or occupational therapy",
     RiskKind.IV_FLUIDS: "IV fluids without additives",
     RiskKind.PRESCRIPTION_DRUG_MANAGEMENT: "prescription drug management",
-    RiskKind.MINOR_SURGERY_WITH_RISK: "decision regarding minor surgery with identified risk factors",
+    RiskKind.MINOR_SURGERY_WITH_RISK: (
+        "decision regarding minor surgery with identified risk factors"
+    ),
     RiskKind.ELECTIVE_MAJOR_SURGERY: (
         "decision regarding elective major surgery without identified risk factors"
     ),

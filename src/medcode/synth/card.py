@@ -24,6 +24,7 @@ class CorpusStats:
     categories: Counter = field(default_factory=Counter)
     notes_with_category: Counter = field(default_factory=Counter)
     em_levels: Counter = field(default_factory=Counter)
+    em_mix: dict[str, Counter] = field(default_factory=dict)  # visit group -> E/M codes
     lengths: list[int] = field(default_factory=list)
     codes_per_note: list[int] = field(default_factory=list)
 
@@ -43,11 +44,26 @@ class CorpusStats:
                 seen.add(category)
             if item["system"] != "ICD-10-CM" and item["rule"].startswith("em."):
                 self.em_levels[item["code"]] += 1
+                if row.get("encounter"):
+                    group = visit_group(row["encounter"])
+                    self.em_mix.setdefault(group, Counter())[item["code"]] += 1
         for category in seen:
             self.notes_with_category[category] += 1
 
     def distinct(self, system: str | None = None) -> int:
         return sum(1 for s, _ in self.codes if system is None or s == system)
+
+
+def visit_group(encounter: str | dict) -> str:
+    """The E/M family of a row's visit: office_new, office_established (telehealth
+    included), emergency, hospital_discharge, ..., or the visit kind (preventive)."""
+    from medcode.records import VisitKind
+    from medcode.synth.profiles import em_group
+
+    data = json.loads(encounter) if isinstance(encounter, str) else encounter
+    visit = data["visit"]
+    kind = VisitKind(visit["kind"])
+    return em_group(kind, bool(visit.get("new_patient"))) or kind.value
 
 
 def read_rows(out: Path, columns: list[str] | None = None):
@@ -66,7 +82,9 @@ def read_rows(out: Path, columns: list[str] | None = None):
 
 def collect(out: Path) -> CorpusStats:
     stats = CorpusStats()
-    for row in read_rows(out, ["split", "note_type", "template_family", "text", "codes"]):
+    for row in read_rows(
+        out, ["split", "note_type", "template_family", "text", "codes", "encounter"]
+    ):
         stats.add(row)
     return stats
 
@@ -86,7 +104,35 @@ def _bar(path: Path, counter: Counter, title: str, xlabel: str, top: int = 30) -
     plt.close(figure)
 
 
-def plot(stats: CorpusStats, folder: Path) -> list[str]:
+def _em_mix_plot(path: Path, stats: CorpusStats, targets: dict[str, dict[str, float]]) -> None:
+    """Share of each E/M code within its visit group, with the profile's target as a tick."""
+    import matplotlib.pyplot as plt
+
+    rows = [
+        (group, code, count / sum(codes.values()))
+        for group, codes in sorted(stats.em_mix.items())
+        for code, count in sorted(codes.items())
+    ]
+    figure, axis = plt.subplots(figsize=(8, max(2.5, 0.28 * len(rows) + 1)))
+    labels = [f"{group} {code}" for group, code, _ in reversed(rows)]
+    axis.barh(labels, [share for _, _, share in reversed(rows)], color="#3b6ea5")
+    marks = [
+        (label, targets[group][code])
+        for label, (group, code, _) in zip(labels, reversed(rows), strict=True)
+        if code in targets.get(group, {})
+    ]
+    if marks:
+        axis.scatter(
+            [t for _, t in marks], [label for label, _ in marks], marker="|", s=200, color="black"
+        )
+    axis.set_title("E/M codes by visit (bar: share of the visit's notes; tick: target mix)")
+    axis.set_xlabel("share of the visit group's notes")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot(stats: CorpusStats, folder: Path, targets: dict | None = None) -> list[str]:
     """Write the card's PNG plots; returns their file names."""
     import matplotlib
 
@@ -120,7 +166,10 @@ def plot(stats: CorpusStats, folder: Path) -> list[str]:
         "Notes with a code in the category",
         "notes",
     )
-    _bar(folder / "em_levels.png", stats.em_levels, "E/M codes", "notes")
+    if stats.em_mix:
+        _em_mix_plot(folder / "em_levels.png", stats, targets or {})
+    else:
+        _bar(folder / "em_levels.png", stats.em_levels, "E/M codes", "notes")
     return [
         "code_frequency.png",
         "note_length.png",
@@ -133,7 +182,8 @@ def plot(stats: CorpusStats, folder: Path) -> list[str]:
 def write_card(out: Path, config: dict) -> Path:
     """Compute the statistics of a complete corpus and write README.md with its plots."""
     stats = collect(out)
-    plots = plot(stats, out / "card")
+    mix = _target_mix(config.get("profile"))
+    plots = plot(stats, out / "card", mix.targets if mix else None)
     fmt = "parquet" if config.get("format", "parquet") == "parquet" else "json"
     suffix = "parquet" if fmt == "parquet" else "jsonl"
     header = ["---", "configs:", "- config_name: default", "  data_files:"]
@@ -182,6 +232,7 @@ def write_card(out: Path, config: dict) -> Path:
         "|---|---|",
         *[f"| {name} | {count:,} |" for name, count in sorted(stats.by_family.items())],
         "",
+        *_em_mix_lines(stats, mix),
         "## Plots",
         "",
         *[f"![{name}](card/{name})" for name in plots],
@@ -208,9 +259,51 @@ def write_card(out: Path, config: dict) -> Path:
                     "HCPCS": stats.distinct("HCPCS"),
                 },
                 "notes_with_category": dict(stats.notes_with_category),
+                "em_mix": {group: dict(codes) for group, codes in sorted(stats.em_mix.items())},
             },
             indent=2,
             sort_keys=True,
         )
     )
     return path
+
+
+def _target_mix(profile: str | None):
+    """The profile's target E/M mix, when the profile still loads."""
+    if not profile:
+        return None
+    from medcode.errors import MedcodeError
+    from medcode.synth.profiles import load_profile, profile_path
+
+    try:
+        return load_profile(profile_path(profile)).em_mix
+    except MedcodeError:
+        return None
+
+
+def _em_mix_lines(stats: CorpusStats, mix) -> list[str]:
+    """The E/M level mix table: per visit group, the share of each E/M code (and the
+    profile's target, with its source)."""
+    if not stats.em_mix:
+        return []
+    targets = mix.targets if mix else {}
+    lines = [
+        "## E/M level mix",
+        "",
+        "Each E/M level is computed from what the note documents (problems addressed, data "
+        "reviewed or ordered, risk of the management; or total time), never sampled. Office "
+        "groups include telehealth visits.",
+        "",
+        "| visit | E/M code | notes | share | target |",
+        "|---|---|---|---|---|",
+    ]
+    for group, codes in sorted(stats.em_mix.items()):
+        total = sum(codes.values())
+        wanted = targets.get(group, {})
+        for code in sorted(set(codes) | set(wanted)):
+            target = f"{wanted[code]:.0%}" if code in wanted else ""
+            count = codes.get(code, 0)
+            lines.append(f"| {group} | {code} | {count:,} | {count / total:.1%} | {target} |")
+    if mix:
+        lines += ["", f"Target mix: {mix.source}"]
+    return [*lines, ""]

@@ -17,7 +17,7 @@ from medcode.datafiles import LineDict, load_yaml, package_data
 from medcode.errors import CodeError, DataFileError
 from medcode.policy import specificity
 from medcode.policy.tables import shipped_tables
-from medcode.records import Episode, Status
+from medcode.records import Episode, Status, VisitKind
 from medcode.terminology import cpt, icd10cm
 
 AGE_BANDS = ("0-17", "18-39", "40-64", "65-79", "80+")
@@ -45,6 +45,9 @@ class Form:
     attributes: dict[str, str]
     labs: dict[str, tuple[float, float]]
     vitals: dict[str, tuple[float, float]]
+    # style -> phrases for this form only, replacing the concept's phrases of that style
+    # (a lay phrase names what its words support: "trouble holding urine" is R32, not N39.3)
+    phrases: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,14 @@ class Concept:
     source: str
     path: str = field(compare=False)
     line: int = field(compare=False)
+    # visit kinds for which the concept (active or uncertain) can be the reason for the visit
+    reason_for: tuple[str, ...] = ()
+    # for an injury documented as a sequela: the residual condition (code, phrase)
+    residual: tuple[str, str] | None = None
+
+    def form_phrases(self, form: Form) -> dict[str, tuple[str, ...]]:
+        """The phrases of one form: the concept's, with the form's own styles replacing them."""
+        return {style: form.phrases.get(style, self.phrases[style]) for style in self.phrases}
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,15 +230,38 @@ def _concept(reader: _Reader, node: object, domain: str, labs, vitals) -> Concep
                     raise reader.fail(
                         raw, f"{what}: {code} cannot be coded: {exc.problem}"
                     ) from None
+        form_phrases = {}
+        if raw.get("phrases") is not None:
+            phrases_node = reader.mapping(raw.get("phrases"), f"{what} form {code}: phrases")
+            unknown = set(phrases_node) - set(STYLES)
+            if unknown:
+                raise reader.fail(
+                    phrases_node,
+                    f"{what} form {code}: unknown phrase style(s) {', '.join(unknown)}",
+                )
+            form_phrases = {style: reader.texts(phrases_node, style) for style in phrases_node}
+            for options in form_phrases.values():
+                for phrase in options:
+                    for name in _placeholders(phrase):
+                        if name not in attributes and not (name == "side" and laterality):
+                            raise reader.fail(
+                                phrases_node,
+                                f"{what} form {code}: phrase {phrase!r} uses {{{name}}}, which "
+                                "the form has no attribute for",
+                            )
         forms.append(
             Form(
                 code=code,
-                weight=reader.number(raw, "weight", raw.get("weight", 1), 0.0001, 1e6),
+                # weight 0: documented only when the encounter calls for it (a control state)
+                weight=reader.number(raw, "weight", raw.get("weight", 1), 0, 1e6),
                 attributes={str(k): str(v) for k, v in attributes.items()},
                 labs=reader.ranges(raw, "labs", labs),
                 vitals=reader.ranges(raw, "vitals", vitals),
+                phrases=form_phrases,
             )
         )
+    if not any(form.weight for form in forms):
+        raise reader.fail(node, f"{what}: at least one form needs a positive weight")
 
     phrases_node = reader.mapping(node.get("phrases"), f"{what}: phrases")
     phrases = {}
@@ -238,10 +272,12 @@ def _concept(reader: _Reader, node: object, domain: str, labs, vitals) -> Concep
         raise reader.fail(
             phrases_node, f"{what}: unknown phrase style(s) {', '.join(sorted(unknown))}"
         )
-    for options in phrases.values():
+    for style, options in phrases.items():
         for phrase in options:
             for name in _placeholders(phrase):
-                missing = [f.code for f in forms if name not in f.attributes]
+                missing = [
+                    f.code for f in forms if name not in f.attributes and style not in f.phrases
+                ]
                 if name == "side" and laterality:
                     continue
                 if missing:
@@ -344,7 +380,41 @@ def _concept(reader: _Reader, node: object, domain: str, labs, vitals) -> Concep
         source=reader.text(node, "source"),
         path=str(reader.path),
         line=node.line,
+        reason_for=_reason_for(reader, node, what, forms),
+        residual=_residual(reader, node, what, episodes),
     )
+
+
+VISIT_KINDS = tuple(kind.value for kind in VisitKind)
+
+
+def _reason_for(reader: _Reader, node: LineDict, what: str, forms: list[Form]) -> tuple[str, ...]:
+    """Visit kinds the concept can be the reason for; by default an office or video visit,
+    and none for a Z-code concept (a status or circumstance is not why a patient comes)."""
+    if "reason_for" not in node:
+        if all(form.code.startswith("Z") for form in forms):
+            return ()
+        return (VisitKind.OFFICE.value, VisitKind.TELEHEALTH.value)
+    kinds = reader.texts(node, "reason_for")
+    for kind in kinds:
+        if kind not in VISIT_KINDS:
+            raise reader.fail(
+                node, f"{what}: reason_for {kind!r} not one of {', '.join(VISIT_KINDS)}"
+            )
+    return kinds
+
+
+def _residual(
+    reader: _Reader, node: LineDict, what: str, episodes: tuple[Episode, ...]
+) -> tuple[str, str] | None:
+    raw = node.get("residual")
+    if raw is None:
+        if Episode.SEQUELA in episodes:
+            raise reader.fail(node, f"{what}: episode sequela needs a 'residual' condition")
+        return None
+    raw = reader.mapping(raw, f"{what}: residual")
+    code = reader.icd(raw, raw.get("code"), f"{what} residual", billable=True)
+    return code, reader.text(raw, "phrase")
 
 
 def load_measures(path: Path | None = None) -> tuple[dict[str, Measure], dict[str, Measure]]:

@@ -95,6 +95,13 @@ def split_of(patient_id: str) -> str:
 
 def generate_notes(config: SynthConfig, shard: int, progress=None):
     """Yield the rows of one shard, in order."""
+    for *_, row in generate_scenarios(config, shard, progress):
+        yield row
+
+
+def generate_scenarios(config: SynthConfig, shard: int, progress=None):
+    """Yield ``(scenario, result, text, row)`` for each note of one shard, in order: the
+    sampled facts, the policy engine's codes, the rendered text and the row written."""
     from medcode.synth.render import build_context, note_type, strip_marks
     from medcode.synth.sampler import patient_age
     from medcode.terminology.categories import category_names
@@ -114,20 +121,11 @@ def generate_notes(config: SynthConfig, shard: int, progress=None):
         patient_id = f"p{config.seed}-{shard:05d}-{patient_number:05d}"
         patient_number += 1
         age, sex = patient_age(rng, profile)
-        conditions = sampler.conditions(rng, age, sex)
-        identity = sampler.identities.patient(rng, age, sex)
+        patient = sampler.patient(rng, patient_id, age, sex)  # the same patient in every note
         split = split_of(patient_id)
         for _ in range(min(visits_per_patient.pick(rng), end - position)):
             note_id = f"n{config.seed}-{position:08d}"
-            scenario, result = sampler.scenario(
-                rng,
-                encounter_id=note_id,
-                patient_id=patient_id,
-                age=age,
-                sex=sex,
-                conditions=conditions,
-                identity=identity,
-            )
+            scenario, result = sampler.scenario(rng, encounter_id=note_id, patient=patient)
             visit = scenario.encounter.visit
             kind = note_type(visit.kind, visit.new_patient)
             note_split, ood = split, False
@@ -153,7 +151,7 @@ def generate_notes(config: SynthConfig, shard: int, progress=None):
                         "evidence": evidence,
                     }
                 )
-            yield {
+            row = {
                 "id": note_id,
                 "patient_id": patient_id,
                 "split": note_split,
@@ -165,6 +163,7 @@ def generate_notes(config: SynthConfig, shard: int, progress=None):
                 "seed": config.seed,
                 "generator_version": config.generator_version,
             }
+            yield scenario, result, text, row
             position += 1
             if progress is not None:
                 progress(1)

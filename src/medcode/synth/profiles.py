@@ -3,7 +3,7 @@ how the notes mix coded problems with distractors. Validated on load."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from medcode.datafiles import LineDict, load_yaml, package_data
@@ -30,6 +30,62 @@ class VisitOption:
     min_age: int
 
 
+# The E/M families a target mix can name: group -> (CPT E/M setting, patient type).
+EM_GROUPS = {
+    "office_new": ("office", "new"),
+    "office_established": ("office", "established"),
+    "emergency": ("emergency", "any"),
+    "hospital_initial": ("hospital", "initial"),
+    "hospital_subsequent": ("hospital", "subsequent"),
+    "hospital_discharge": ("hospital", "discharge"),
+}
+
+
+def em_group(kind: VisitKind, new_patient: bool) -> str | None:
+    """The E/M family group of a visit (None for preventive and wellness visits)."""
+    if kind in (VisitKind.OFFICE, VisitKind.TELEHEALTH):
+        return "office_new" if new_patient else "office_established"
+    return {
+        VisitKind.EMERGENCY: "emergency",
+        VisitKind.HOSPITAL_ADMISSION: "hospital_initial",
+        VisitKind.HOSPITAL_SUBSEQUENT: "hospital_subsequent",
+        VisitKind.HOSPITAL_DISCHARGE: "hospital_discharge",
+    }.get(kind)
+
+
+@dataclass(frozen=True)
+class EMMix:
+    """The real-world share of each E/M code per family (what the computed levels should
+    land near) and where the figures come from."""
+
+    source: str
+    targets: dict[str, dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """How much a visit addresses and documents, per care setting; the E/M level is computed
+    from it (never sampled). Probabilities, calibrated so the computed levels land near
+    ``em_mix``."""
+
+    also_addressed: float = 0.35  # a coded problem after the first is addressed today
+    worsening: float = 0.1  # an addressed chronic problem at goal is documented as worse
+    severe: float = 0.1  # an exacerbation is severe (hospitalization decided or considered)
+    drug_change: float = 0.7  # a prescription for a problem not at goal is adjusted
+    monitoring: float = 0.5  # a continued prescription is documented with its monitoring
+    order_tests: float = 0.3  # a follow-up test is ordered for an addressed problem
+    external_records: float = 0.1  # notes from an outside source reviewed
+    historian: float = 0.05  # history from an independent historian
+    interpretation: float = 0.05  # an independent interpretation of a test
+    discussion: float = 0.03  # management discussed with an external physician
+    sdoh: float = 0.5  # a coded social determinant is documented as limiting treatment
+    admission: dict[str, float] = field(  # ED and hospital: admission by problem level
+        default_factory=lambda: {"straightforward": 0.0, "low": 0.05, "moderate": 0.25, "high": 0.8}
+    )
+    explicit_mdm: float = 0.25  # the note states the MDM line
+    time_over: float = 0.1  # documented time runs into the next level's band
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -48,6 +104,12 @@ class Profile:
     long_tail: float
     time_documented: float
     path: str
+    workload: dict[str, Workload] = field(default_factory=dict)  # by setting
+    em_mix: EMMix | None = None
+
+    def workload_for(self, setting: Setting) -> Workload:
+        """The workload of a care setting (the defaults when the profile gives none)."""
+        return self.workload.get(setting.value) or Workload()
 
 
 def _fail(path: Path, node: object, problem: str) -> DataFileError:
@@ -150,7 +212,82 @@ def load_profile(path: str | Path) -> Profile:
         long_tail=_probability(path, node, "long_tail"),
         time_documented=_probability(path, node, "time_documented"),
         path=str(path),
+        workload=_workload(path, node),
+        em_mix=_em_mix(path, node),
     )
+
+
+def _workload(path: Path, node: LineDict) -> dict[str, Workload]:
+    raw = node.get("workload")
+    if raw is None:
+        return {}
+    settings = tuple(s.value for s in Setting)
+    if not isinstance(raw, LineDict) or not set(raw) <= set(settings):
+        raise _fail(
+            path, node, f"'workload' must map care settings ({', '.join(settings)}) to fields"
+        )
+    return {setting: _setting_workload(path, raw, setting) for setting in raw}
+
+
+def _setting_workload(path: Path, node: LineDict, setting: str) -> Workload:
+    raw = node[setting]
+    if not isinstance(raw, LineDict):
+        raise _fail(path, node, f"workload.{setting} must map workload fields to probabilities")
+    names = {f.name for f in fields(Workload)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise _fail(
+            path,
+            raw,
+            f"workload.{setting}: unknown field(s) {', '.join(unknown)}; "
+            f"use {', '.join(sorted(names))}",
+        )
+    values: dict[str, object] = {}
+    for name in raw:
+        if name == "admission":
+            admission = raw[name]
+            levels = ("straightforward", "low", "moderate", "high")
+            if not isinstance(admission, LineDict) or set(admission) != set(levels):
+                raise _fail(
+                    path,
+                    raw,
+                    f"workload.{setting}.admission must map {', '.join(levels)} to probabilities",
+                )
+            values[name] = {k: _probability(path, admission, k) for k in levels}
+        else:
+            values[name] = _probability(path, raw, name)
+    return Workload(**values)
+
+
+def _em_mix(path: Path, node: LineDict) -> EMMix | None:
+    raw = node.get("em_mix")
+    if raw is None:
+        return None
+    if not isinstance(raw, LineDict):
+        raise _fail(path, node, "'em_mix' must map E/M groups to code shares, with a source")
+    source = raw.get("source")
+    if not isinstance(source, str) or not source.strip():
+        raise _fail(path, raw, "em_mix: missing or empty 'source'")
+    from medcode.terminology import cpt
+
+    table = cpt.procedure_table()
+    targets: dict[str, dict[str, float]] = {}
+    for group in raw:
+        if group == "source":
+            continue
+        if group not in EM_GROUPS:
+            raise _fail(path, raw, f"em_mix: unknown group {group!r}; use {', '.join(EM_GROUPS)}")
+        setting, patient = EM_GROUPS[group]
+        family = tuple(
+            e.code
+            for e in table.em_codes()
+            if e.em.setting.value == setting and e.em.patient.value == patient
+        )
+        shares = _distribution(path, raw, group, family)
+        targets[group] = shares
+    if not targets:
+        raise _fail(path, raw, "em_mix: no group given")
+    return EMMix(source=" ".join(source.split()), targets=targets)
 
 
 def profile_path(name_or_path: str) -> Path:

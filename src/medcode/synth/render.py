@@ -15,7 +15,7 @@ from functools import cache
 from types import SimpleNamespace
 
 from medcode.datafiles import load_yaml, package_data
-from medcode.records import Status, VisitKind
+from medcode.records import Episode, Status, VisitKind
 from medcode.synth.choice import WeightedChoice
 from medcode.synth.scenario import ProblemFact, Scenario
 
@@ -85,6 +85,7 @@ class Cues:
     active: tuple[str, ...]
     laterality: dict[str, tuple[str, ...]]
     episodes: dict[str, tuple[str, ...]]
+    exacerbation: tuple[str, ...] = ()  # a chronic problem documented as worse (not at goal)
 
 
 @cache
@@ -106,6 +107,7 @@ def shipped_cues() -> Cues:
         },
         laterality={k: tuple(v) for k, v in data["laterality"].items()},
         episodes={k: tuple(v) for k, v in data["episodes"].items()},
+        exacerbation=tuple(data.get("exacerbation", ())),
     )
 
 
@@ -128,6 +130,15 @@ _KIND_HEADERS = {
     VisitKind.HOSPITAL_ADMISSION: ("admission history and physical",),
     VisitKind.HOSPITAL_SUBSEQUENT: ("hospital progress note",),
 }
+_NEW_HEADERS = {
+    VisitKind.OFFICE: ("new patient office visit", "new patient evaluation", "initial visit"),
+    VisitKind.TELEHEALTH: ("new patient telehealth visit (video)", "new patient virtual visit"),
+    VisitKind.PREVENTIVE: ("new patient preventive visit", "preventive visit, new patient"),
+    VisitKind.ANNUAL_WELLNESS: (
+        "initial Medicare annual wellness visit",
+        "initial annual wellness visit",
+    ),
+}
 _PLANS = (
     "continue current regimen",
     "recheck in 3 months",
@@ -148,13 +159,29 @@ class _Writer:
         self.scenario = scenario
         self.rng = rng
         self.cues = shipped_cues()
-        names = list(styles)
-        self.styles = WeightedChoice(names, [styles[n] for n in names])
+        # The assessment names a condition in clinical terms; the patient's own words (the
+        # catalog's lay phrases) appear only as quotes in the history (said()).
+        names = [n for n in styles if n != "lay"] or ["formal"]
+        self.styles = WeightedChoice(names, [styles.get(n, 1) for n in names])
+        self.lay_share = styles.get("lay", 0.0)
 
-    def phrase(self, fact: ProblemFact) -> str:
+    def said(self, fact: ProblemFact) -> str:
+        """The patient's words for the problem, quoted, or "" (then the history uses the
+        clinical phrase)."""
+        options = fact.phrases.get("lay") or ()
+        if not options or fact.status not in (Status.ACTIVE, Status.CHRONIC, Status.UNCERTAIN):
+            return ""
+        if self.rng.random() >= min(0.9, 2 * self.lay_share):
+            return ""
+        return f'"{self.phrase(fact, "lay")}"'
+
+    def phrase(self, fact: ProblemFact, style: str | None = None) -> str:
         rng = self.rng
-        style = self.styles.pick(rng)
+        style = style or self.styles.pick(rng)
         options = fact.phrases.get(style) or fact.phrases.get("formal") or ()
+        if fact.status is Status.CHRONIC:  # a chronic problem is not called acute
+            calm = [o for o in options if not re.search(r"\bacute\b", o, re.IGNORECASE)]
+            options = calm or options
         text = rng.choice(options) if options else fact.code
         if fact.side:
             words = self.cues.laterality.get(fact.side, (fact.side,))
@@ -167,15 +194,34 @@ class _Writer:
                 text = f"{side} {text}"
         elif "{side}" in text:
             text = " ".join(text.replace("{side}", "").split())
+        if style == "lay":  # the patient's words: no clinical qualifiers
+            return text
+        concept = fact.concept
+        if fact.episode is Episode.SEQUELA and concept is not None and concept.residual:
+            text = f"{concept.residual[1]} from prior {text}"
         if fact.episode and fact.status in (Status.ACTIVE, Status.CHRONIC):
             text = f"{text}, {rng.choice(self.cues.episodes[fact.episode.value])}"
         return text
 
     def cue(self, kind: str, text: str, **extra: str) -> str:
         choice = self.rng.choice(getattr(self.cues, kind))
-        if kind == "chronic" and choice.startswith("chronic") and "chronic" in text.lower():
+        lower = text.lower()
+        if kind == "chronic" and "chronic" in choice and ("chronic" in lower or "acute" in lower):
             choice = "{x}"
         return choice.format(x=text, **extra)
+
+    def state_cue(self, fact: ProblemFact, text: str) -> str | None:
+        """The words of the problem's documented control state ("well controlled", "not at
+        goal"), or None when it has none (data/synth/control.yaml)."""
+        if fact.concept is None or not fact.control:
+            return None
+        from medcode.synth.clinical import shipped_rules
+
+        control = shipped_rules().controls.get(fact.concept.id)
+        state = control.states.get(fact.control) if control else None
+        if state is None:
+            return None
+        return self.rng.choice(state.cues).format(x=text)
 
     def symptom_phrase(self, code: str) -> str:
         from medcode.synth.sampler import long_tail_phrases
@@ -196,31 +242,43 @@ def build_context(
     visit = encounter.visit
     sex, pronoun, possessive, noun = _SEX_WORDS[encounter.patient.sex.value]
     headers = _KIND_HEADERS[visit.kind]
-    if visit.kind is VisitKind.OFFICE and visit.new_patient:
-        headers = ("new patient office visit", "new patient evaluation", "initial visit")
+    if visit.new_patient:  # a new patient's (or initial wellness) visit says so
+        headers = _NEW_HEADERS.get(visit.kind, headers)
     header = mark("visit", rng.choice(headers))
+    changes: dict[int | None, list[str]] = {}
+    for change in scenario.medication_changes:
+        verb = "start" if change.action == "start" else "stop"
+        why = "" if change.action == "start" else " (side effects)"
+        changes.setdefault(change.problem, []).append(f"{verb} {change.name}{why}")
 
     problems, history, family_history, resolved, negatives, ruled_out = [], [], [], [], [], []
     for index, fact in enumerate(scenario.problems):
         path = f"problems[{index}]"
         phrase = writer.phrase(fact)
         status = fact.status
+        said = writer.said(fact)
         if status in (Status.ACTIVE, Status.CHRONIC):
             marked = mark(path, phrase)
             # A Z-code situation (screening, vaccination, status) takes no clinical-course cue.
             if fact.code.startswith("Z"):
                 text = marked
             else:
-                text = writer.cue("active" if status is Status.ACTIVE else "chronic", marked)
+                text = writer.state_cue(fact, marked) or writer.cue(
+                    _course_cue(scenario, index, status), marked
+                )
             problems.append(
                 SimpleNamespace(
                     text=text,
                     phrase=marked,
+                    hpi=mark(path, said) if said else marked,
+                    said=mark(path, said) if said else "",
                     status=status.value,
                     is_new=status is Status.ACTIVE,
                     is_uncertain=False,
                     symptoms_text="",
-                    plan=rng.choice(_PLANS),
+                    plan=_with_changes(
+                        _plan(scenario, index) or rng.choice(_PLANS), changes, index
+                    ),
                 )
             )
         elif status is Status.UNCERTAIN:
@@ -234,11 +292,15 @@ def build_context(
                 SimpleNamespace(
                     text=f"{text} ({symptoms})" if symptoms else text,
                     phrase=marked,
+                    hpi=symptoms or marked,
+                    said="",
                     status=status.value,
                     is_new=True,
                     is_uncertain=True,
                     symptoms_text=symptoms,
-                    plan=rng.choice(_PLANS),
+                    plan=_with_changes(
+                        _plan(scenario, index) or rng.choice(_PLANS), changes, index
+                    ),
                 )
             )
         elif status is Status.HISTORY:
@@ -272,13 +334,10 @@ def build_context(
         if minutes
         else ""
     )
+    # The plan's management sentence; a minority of notes also state the MDM line.
     mdm_statement = mark(
         "visit",
-        f"MDM {visit.mdm.value}: problems {_WORDS['problems'][decision.problems_level]}, data "
-        f"{_WORDS['data'][decision.data_level]}, risk {_WORDS['risk'][decision.risk_level]} "
-        f"({decision.risk_statement})"
-        if visit.mdm
-        else f"{decision.risk_statement}",
+        f"{decision.line}. {decision.management}" if decision.explicit else decision.management,
     )
     vitals = {r.measure.key: r for r in scenario.vitals}
     vitals_line = ", ".join(
@@ -343,12 +402,17 @@ def build_context(
                 **{key: _mark_vital(key, f"{r.value}{_unit(r)}") for key, r in vitals.items()},
             },
             "exam": list(scenario.exam),
+            # the templates' own general statements, only where the facts allow them
+            "general": _general(scenario),
+            "function": scenario.function or "independent in ADLs and IADLs",
+            "living": scenario.living or "lives independently",
             "mdm": {
                 "statement": mdm_statement,
                 "problems": decision.problems_level,
                 "data": list(decision.data_items),
                 "risk": decision.risk_statement,
-                "level": visit.mdm.value if visit.mdm else "",
+                "level": decision.level or "",
+                "explicit": decision.explicit,
             },
         }
     )
@@ -366,22 +430,41 @@ def _namespaces(context: dict[str, object]) -> dict[str, object]:
     return {key: convert(value) for key, value in context.items()}
 
 
-# AMA 2023 names of the levels of each MDM element.
-_WORDS = {
-    "problems": {
-        "straightforward": "minimal",
-        "low": "low",
-        "moderate": "moderate",
-        "high": "high",
-    },
-    "data": {
-        "straightforward": "minimal",
-        "low": "limited",
-        "moderate": "moderate",
-        "high": "extensive",
-    },
-    "risk": {"straightforward": "minimal", "low": "low", "moderate": "moderate", "high": "high"},
-}
+def _general(scenario: Scenario) -> dict[str, bool]:
+    """Whether the note may say 'no acute distress' (distress), 'alert and oriented'
+    (oriented) and 'no increased work of breathing' (breathing)."""
+    from medcode.synth.clinical import shipped_rules
+    from medcode.synth.patient import general_statements
+
+    codes = [
+        c
+        for f in scenario.problems
+        if f.status in (Status.ACTIVE, Status.CHRONIC, Status.UNCERTAIN)
+        for c in (f.code, *f.symptoms)
+    ]
+    return general_statements(shipped_rules(), list(scenario.exam), codes)
+
+
+def _with_changes(plan: str, changes: dict[int | None, list[str]], index: int) -> str:
+    """The plan with the medication changes documented for the problem."""
+    added = [c for c in changes.get(index, ()) if c.split(" ", 2)[1].lower() not in plan.lower()]
+    return "; ".join([plan, *added]) if added else plan
+
+
+def _plan(scenario: Scenario, index: int) -> str:
+    """The plan the decision wrote for a problem ("" when it wrote none)."""
+    plans = scenario.decision.plans
+    return plans[index] if index < len(plans) else ""
+
+
+def _course_cue(scenario: Scenario, index: int, status: Status) -> str:
+    """The cue list for a problem's clinical course: a chronic problem the decision found
+    worse (not at goal) never reads "stable"."""
+    if status is Status.ACTIVE:
+        return "active"
+    courses = scenario.decision.courses
+    worse = index < len(courses) and courses[index] == "worse"
+    return "exacerbation" if worse and shipped_cues().exacerbation else "chronic"
 
 
 def _unit(result) -> str:

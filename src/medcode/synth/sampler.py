@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from dataclasses import dataclass
+import re
 from functools import cache
 
 from medcode.policy import code as policy_code
@@ -15,6 +15,7 @@ from medcode.policy.tables import shipped_tables
 from medcode.records import (
     MDM,
     Encounter,
+    Episode,
     Medication,
     Patient,
     Problem,
@@ -24,22 +25,37 @@ from medcode.records import (
     Status,
     Visit,
     VisitKind,
+    Vitals,
 )
 from medcode.synth.catalog import Catalog, Concept, Form, age_band
 from medcode.synth.choice import WeightedChoice
+from medcode.synth.clinical import shipped_rules
+from medcode.synth.decision import decide
+from medcode.synth.patient import (
+    Condition,
+    HistoryItem,
+    MedicationList,
+    PatientRecord,
+    age_on,
+    birth_date,
+    choose_exam,
+    draw_measurements,
+    episode_for,
+    function_level,
+    function_words,
+    is_course,
+)
 from medcode.synth.profiles import BAND_AGES, Profile
 from medcode.synth.scenario import (
-    DecisionMaking,
     Identity,
+    MedicationChange,
     MedicationFact,
     ProblemFact,
-    Result,
     Scenario,
 )
-from medcode.terminology import icd10cm
+from medcode.terminology import cpt, icd10cm
 
 CODED = (Status.ACTIVE, Status.CHRONIC)
-_LEVELS = ("straightforward", "low", "moderate", "high")
 _DISTRACTOR_STATUS = {
     "negated": Status.NEGATED,
     "ruled_out": Status.RULED_OUT,
@@ -58,32 +74,29 @@ def _choice(rng: random.Random, weights: dict) -> object:
 
 @cache
 def long_tail_codes() -> tuple[str, ...]:
-    """Billable ICD-10-CM codes a note may carry as a secondary problem: all but external
-    causes (V00-Y99), pregnancy and perinatal chapters."""
+    """Billable ICD-10-CM codes a note may carry as a secondary problem: all but the ones
+    that need their own situation (data/synth/encounters.yaml long_tail_exclude: external
+    causes, injuries and complications, Z codes, pregnancy and perinatal chapters)."""
+    exclude = shipped_rules().encounters.long_tail_exclude
     return tuple(
         code
         for code in icd10cm.all_codes()
-        if icd10cm.is_billable(code) and not ("V00" <= code[:3] <= "Y99") and code[0] not in "OP"
+        if icd10cm.is_billable(code) and not exclude.matches(code)
     )
 
 
 def _phrase_dict(concept: Concept, form: Form) -> dict[str, tuple[str, ...]]:
     return {
-        style: tuple(p.format_map(_Attributes(form.attributes)) for p in phrases)
-        for style, phrases in concept.phrases.items()
+        style: tuple(
+            text for p in phrases if (text := p.format_map(_Attributes(form.attributes)).strip())
+        )
+        for style, phrases in concept.form_phrases(form).items()
     }
 
 
 class _Attributes(dict):
     def __missing__(self, key: str) -> str:  # {side} is filled at render time
         return "{" + key + "}"
-
-
-@dataclass
-class _Condition:
-    concept: Concept
-    form: Form
-    side: str | None
 
 
 class Sampler:
@@ -106,18 +119,57 @@ class Sampler:
         for name, status in _DISTRACTOR_STATUS.items():
             pool = [c for c in self.concepts if c.statuses.get(status, 0) > 0]
             self.distractor_pools[name] = WeightedChoice(pool, [c.statuses[status] for c in pool])
+        self.rules = shipped_rules()
+        self.exclusive = [group for group, _ in self.rules.encounters.exclusive]
+        # Acute reasons by visit kind: concepts the kind can be for (catalog reason_for);
+        # a condition that worsens (heart failure, COPD) is a visit reason only as the
+        # exacerbation of a patient's own condition.
+        flaring = {
+            concept
+            for concept, control in self.rules.controls.items()
+            if any(state.acute for state in control.states.values())
+        }
         self.acute_pools = {}
-        for band in BAND_AGES:
-            for sex in ("F", "M"):
-                pool = [c for c in self.concepts if self._acute_share(c) > 0]
-                weights = [
-                    self._acute_share(c)
-                    * c.prevalence.get(band, 0)
-                    * c.sex.get(sex, 1)
-                    * profile.concept_scale.get(c.id, 1)
-                    for c in pool
-                ]
-                self.acute_pools[band, sex] = WeightedChoice(pool, weights)
+        for kind in {v.kind.value for v in profile.visits}:
+            pool = [
+                c
+                for c in self.concepts
+                if self._acute_share(c) > 0 and kind in c.reason_for and c.id not in flaring
+            ]
+            for band in BAND_AGES:
+                for sex in ("F", "M"):
+                    weights = [
+                        self._acute_share(c)
+                        * c.prevalence.get(band, 0)
+                        * c.sex.get(sex, 1)
+                        * profile.concept_scale.get(c.id, 1)
+                        for c in pool
+                    ]
+                    self.acute_pools[band, sex, kind] = WeightedChoice(pool, weights)
+        # what a preventive or wellness visit offers (screenings, immunizations)
+        self.preventive_pools = {
+            kind: [
+                c
+                for c in self.concepts
+                if kind in c.reason_for and all(f.code.startswith("Z") for f in c.forms)
+            ]
+            for kind in (VisitKind.PREVENTIVE.value, VisitKind.ANNUAL_WELLNESS.value)
+        }
+        self.form_by_code = {c.id: {f.code: f for f in c.forms} for c in self.concepts}
+        # long-term medicines of each drug class (for a guideline-typical class a list lacks)
+        # and the policy class (Z79) of each medicine name
+        self.class_drugs: dict[str, list[str]] = {}
+        self.policy_class: dict[str, str] = {}
+        for concept in self.concepts:
+            for option in concept.medications:
+                if option.drug_class:
+                    self.policy_class.setdefault(option.name, option.drug_class)
+                if is_course(option.name):
+                    continue
+                for class_id in self.rules.drugs.classes_of(option.name):
+                    names = self.class_drugs.setdefault(class_id, [])
+                    if option.name not in names:
+                        names.append(option.name)
         self.visits = WeightedChoice(list(profile.visits), [v.weight for v in profile.visits])
         self.forms = {
             c.id: WeightedChoice(list(c.forms), [f.weight for f in c.forms]) for c in self.concepts
@@ -148,296 +200,743 @@ class Sampler:
 
     # -- patients -------------------------------------------------------------------------
 
-    def conditions(self, rng: random.Random, age: int, sex: str) -> list[_Condition]:
-        """The chronic conditions a patient has, by prevalence and co-occurrence."""
+    def conditions(self, rng: random.Random, age: int, sex: str) -> list[Condition]:
+        """The chronic conditions a patient has, by prevalence and co-occurrence; never two
+        the tabular or the clinic says exclude each other."""
         draw = rng.random
         present = {c.id: c for c, p in self.chronic_odds[age_band(age), sex] if draw() < p}
         for concept in list(present.values()):
             for other_id, p in concept.co_occurs.items():
                 other = self.catalog.concepts[other_id]
-                if other_id not in present and other.sex.get(sex, 1) > 0 and rng.random() < p * 0.5:
+                if (
+                    other_id not in present
+                    and other.sex.get(sex, 1) > 0
+                    and other.statuses.get(Status.CHRONIC)
+                    and rng.random() < p * 0.5
+                ):
                     present[other_id] = other
         chosen = list(present.values())
         rng.shuffle(chosen)
-        kept: list[_Condition] = []
+        kept: list[Condition] = []
         for concept in chosen:
-            condition = self._condition(rng, concept)
+            condition = self._condition(rng, concept, chronic=True)
             # A patient does not carry two conditions the tabular says exclude each other
-            # (prediabetes and type 2 diabetes): the later one is dropped.
-            if not any(excludes1_conflict(condition.form.code, k.form.code) for k in kept):
-                kept.append(condition)
+            # (prediabetes and type 2 diabetes), nor two the clinic knows cannot coexist
+            # (class 1 obesity and cachexia): the later one is dropped.
+            if any(excludes1_conflict(condition.form.code, k.form.code) for k in kept):
+                continue
+            if any(self._exclusive(concept.id, k.concept.id) for k in kept):
+                continue
+            codes = [k.form.code for k in kept] + [condition.form.code]
+            low, high = self.rules.function.bounds(codes)
+            if low > high:
+                continue
+            kept.append(condition)
             if len(kept) == self.profile.max_conditions:
                 break
         return kept
 
-    def _condition(self, rng: random.Random, concept: Concept) -> _Condition:
+    def _condition(self, rng: random.Random, concept: Concept, chronic: bool = False) -> Condition:
         form = self.forms[concept.id].pick(rng)
+        if chronic and self.rules.encounters.is_acute_code(form.code):
+            # a long-standing condition is documented with a form that is not acute
+            calm = [f for f in concept.forms if f.weight and not self._acute_code(f.code)]
+            if calm:
+                form = rng.choices(calm, weights=[f.weight for f in calm])[0]
         side = rng.choice(concept.laterality) if concept.laterality else None
-        return _Condition(concept, form, side)
+        return Condition(concept, form, side)
+
+    def _acute_code(self, code: str) -> bool:
+        return self.rules.encounters.is_acute_code(code)
+
+    def _exclusive(self, a: str, b: str) -> bool:
+        return a != b and any(a in group and b in group for group in self.exclusive)
+
+    def patient(self, rng: random.Random, patient_id: str, age: int, sex: str) -> PatientRecord:
+        """A patient as of the first visit: identity and date of birth, conditions, home
+        clinic and hospital, body size, long-term medicines, history and function."""
+        first = _START + dt.timedelta(days=rng.randrange(560))
+        identity = self.identities.patient(rng, age, sex, first)
+        conditions = self.conditions(rng, age, sex)
+        codes = [c.form.code for c in conditions]
+        height = rng.uniform(1.50, 1.72) if sex == "F" else rng.uniform(1.62, 1.90)
+        medications = MedicationList(self.rules.drugs)
+        for condition in conditions:
+            for option in condition.concept.medications:
+                if not is_course(option.name) and rng.random() < option.probability:
+                    medications.add(option.name)
+        level = function_level(rng, self.rules, codes, age, None) or "independent"
+        statement, living = function_words(rng, self.rules, level, codes)
+        record = PatientRecord(
+            id=patient_id,
+            sex=sex,
+            dob=dt.date.fromisoformat(identity.dob),
+            identity=identity,
+            conditions=conditions,
+            clinic=self.identities.facility(rng, "clinic"),
+            hospital=self.identities.facility(rng, "hospital"),
+            height=height,
+            bmi=self._bmi(rng, conditions),
+            medications=medications.names,
+            history=self._history(rng, sex, conditions),
+            function=statement,
+            living=living,
+            next_date=first,
+            provider=self.identities.provider(rng),
+            level=level,
+        )
+        self._therapy(medications, conditions, age, rng, [])
+        record.medications = medications.names
+        return record
+
+    def _bmi(self, rng: random.Random, conditions: list[Condition]) -> float:
+        """A body mass index inside the ranges the conditions set (class 2 obesity: 35-39.9),
+        near their typical values where those agree."""
+        codes = [c.form.code for c in conditions]
+        bounds = (19.0, 29.5)
+        hard = None
+        for threshold in self.rules.thresholds:
+            if threshold.measure == "bmi" and any(threshold.codes.matches(c) for c in codes):
+                hard = _narrow(hard or threshold.range, threshold.range)
+        if hard is not None:
+            bounds = hard
+        for condition in conditions:
+            for ranges in (condition.form.vitals, condition.concept.vitals):
+                hint = ranges.get("bmi")
+                if hint is not None and _narrow(bounds, hint):
+                    bounds = _narrow(bounds, hint)
+        low, high = bounds
+        high = min(high, low + 14)
+        return round(rng.uniform(low + 0.4, max(low + 0.4, high - 0.4)), 1)
+
+    def _history(
+        self, rng: random.Random, sex: str, conditions: list[Condition]
+    ) -> list[HistoryItem]:
+        """Past history, family history and resolved problems: drawn once per patient, so
+        that every note tells the same history."""
+        own = {c.concept.id for c in conditions}
+        items: list[HistoryItem] = []
+        seen: set[str] = set()
+        for name in ("history", "family_history", "resolved"):
+            pool = self.distractor_pools[name]
+            if not pool:
+                continue
+            for chance in (self.profile.distractors[name], self.profile.distractors[name] / 3):
+                if rng.random() >= chance:
+                    continue
+                concept = pool.pick(rng)
+                status = _DISTRACTOR_STATUS[name]
+                if concept.id in seen or concept.sex.get(sex, 1) <= 0:
+                    continue
+                if status is not Status.FAMILY_HISTORY and concept.id in own:
+                    continue
+                seen.add(concept.id)
+                condition = self._condition(rng, concept)
+                relative = rng.choice(_RELATIVES) if status is Status.FAMILY_HISTORY else None
+                items.append(HistoryItem(concept, status, condition.form, condition.side, relative))
+        return items
+
+    # -- medicines ------------------------------------------------------------------------
+
+    def _therapy(
+        self,
+        medications: MedicationList,
+        conditions: list[Condition],
+        age: int,
+        rng: random.Random,
+        started: list[tuple[str, str]],
+        forms: dict[str, str] | None = None,
+    ) -> None:
+        """Start the guideline-typical classes a condition's medication list lacks
+        (data/synth/drugs.yaml therapy); ``started`` collects (concept id, medicine)."""
+        drugs = self.rules.drugs
+        for condition in conditions:
+            code = (forms or {}).get(condition.concept.id, condition.form.code)
+            for therapy in drugs.therapy:
+                if therapy.concept != condition.concept.id or age < therapy.min_age:
+                    continue
+                if therapy.forms and code not in therapy.forms:
+                    continue
+                for options in therapy.requires:
+                    if set(options) & medications.classes():
+                        continue
+                    candidates = [
+                        o.name for o in condition.concept.medications if not is_course(o.name)
+                    ]
+                    for class_id in options:
+                        candidates += self.class_drugs.get(class_id, [])
+                    for name in candidates:
+                        if set(options) & drugs.classes_of(name) and medications.add(name):
+                            started.append((condition.concept.id, name))
+                            break
 
     # -- encounters -----------------------------------------------------------------------
 
     def scenario(
-        self,
-        rng: random.Random,
-        *,
-        encounter_id: str,
-        patient_id: str,
-        age: int,
-        sex: str,
-        conditions: list[_Condition],
-        identity: Identity,
+        self, rng: random.Random, *, encounter_id: str, patient: PatientRecord
     ) -> tuple[Scenario, CodingResult]:
-        """One coded scenario; retries until the policy engine reports no edit warning."""
+        """One coded scenario for the patient's next visit; retries until the policy engine
+        reports no edit warning and the facts allow every printed value."""
+        day = patient.next_date
+        problem = "no coherent encounter"
         for attempt in range(_MAX_ATTEMPTS):
-            scenario = self._draw(
-                rng,
-                encounter_id,
-                patient_id,
-                age,
-                sex,
-                conditions,
-                identity,
-                simple=attempt >= _MAX_ATTEMPTS - 2,
-            )
+            drawn = self._draw(rng, encounter_id, patient, day, simple=attempt >= _MAX_ATTEMPTS - 2)
+            if drawn is None:
+                continue
+            scenario, commit = drawn
             result = policy_code(scenario.encounter, self.tables, trace=False)
             if not result.warnings:
+                commit()
+                patient.next_date = day + dt.timedelta(days=rng.randint(14, 120))
                 return scenario, result
-        raise RuntimeError(
-            f"could not sample a clean encounter for {encounter_id}: "
-            + "; ".join(w.message for w in result.warnings)
-        )
+            problem = "; ".join(w.message for w in result.warnings)
+        raise RuntimeError(f"could not sample a clean encounter for {encounter_id}: {problem}")
 
-    def _draw(self, rng, encounter_id, patient_id, age, sex, conditions, identity, simple):
-        profile = self.profile
+    def _visit_option(self, rng: random.Random, age: int, patient: PatientRecord):
+        options = [v for v in self.profile.visits if v.min_age <= age]
+        option = self.visits.pick(rng)
+        while option not in options:
+            option = self.visits.pick(rng)
+        return option
+
+    def _draw(self, rng, encounter_id, patient: PatientRecord, day: dt.date, simple: bool):
+        profile, rules = self.profile, self.rules
+        age = age_on(patient.dob, day)
+        sex = patient.sex
         band = age_band(age)
-        visit_option = self.visits.pick(rng)
-        while visit_option.min_age > age:
-            visit_option = self.visits.pick(rng)
-        kind, setting = visit_option.kind, visit_option.setting
+        option = self._visit_option(rng, age, patient)
+        kind, setting = option.kind, option.setting
         preventive = kind in (VisitKind.PREVENTIVE, VisitKind.ANNUAL_WELLNESS)
+        hospital = kind in (VisitKind.EMERGENCY, VisitKind.HOSPITAL_DISCHARGE)
+        new_patient = self._new_patient(rng, kind, patient)
         facts: list[ProblemFact] = []
         problems: list[Problem] = []
         used: set[str] = set()
+        have = patient.condition_ids()
+        pending = patient.pending_injury
+        follow_up = None
 
         def add(
-            concept: Concept, status: Status, form: Form | None = None, side: str | None = None
-        ) -> None:
+            concept: Concept,
+            status: Status,
+            form: Form | None = None,
+            side: str | None = None,
+            episode: Episode | None = None,
+            control: str | None = None,
+            relative: str | None = None,
+        ) -> ProblemFact:
             form = form or self.forms[concept.id].pick(rng)
             if side is None and concept.laterality:
                 side = rng.choice(concept.laterality)
-            episode = rng.choice(concept.episodes) if concept.episodes else None
+            coded = status in (*CODED, Status.UNCERTAIN)
+            if episode is None and concept.episodes and coded:
+                allowed = episode_for(kind, rules, concept.episodes) or list(concept.episodes)
+                weights = [_EPISODE_WEIGHTS[e] for e in allowed]
+                episode = rng.choices(allowed, weights=weights)[0]
+            if not coded:
+                episode = None
             symptoms: tuple[str, ...] = ()
             if status is Status.UNCERTAIN:
                 count = min(len(concept.symptoms), rng.choice((1, 2, 2)))
                 symptoms = tuple(rng.sample(concept.symptoms, count))
-            relative = rng.choice(_RELATIVES) if status is Status.FAMILY_HISTORY else None
+            if status is Status.FAMILY_HISTORY and relative is None:
+                relative = rng.choice(_RELATIVES)
+            residual = (
+                concept.residual[0] if episode is Episode.SEQUELA and concept.residual else None
+            )
             used.add(concept.id)
-            facts.append(
-                ProblemFact(
-                    concept,
+            fact = ProblemFact(
+                concept,
+                form.code,
+                status,
+                self.phrases[concept.id, form.code],
+                side,
+                episode,
+                symptoms,
+                relative,
+                control,
+            )
+            facts.append(fact)
+            problems.append(
+                Problem(
                     form.code,
                     status,
-                    self.phrases[concept.id, form.code],
-                    side,
-                    episode,
                     symptoms,
-                    relative,
+                    laterality=side if coded else None,
+                    episode=episode,
+                    residual=residual,
                 )
             )
-            coded_side = side if status in (*CODED, Status.UNCERTAIN) else None
-            problems.append(Problem(form.code, status, symptoms, None, coded_side, episode))
+            return fact
 
-        acute_pool = self.acute_pools[band, sex]
-        if not preventive and acute_pool and rng.random() < profile.acute_visit:
-            concept = acute_pool.pick(rng)
-            uncertain = (
-                concept.statuses.get(Status.UNCERTAIN, 0) > 0
-                and rng.random() < profile.distractors["uncertain"] * 2
-            )
-            add(concept, Status.UNCERTAIN if uncertain else Status.ACTIVE)
+        # the reason for the visit: an injury follow-up, an exacerbation of one of the
+        # patient's conditions, or an acute problem the visit kind can be for
+        reason = None
+        if not preventive:
+            if kind is VisitKind.OFFICE and pending is not None and rng.random() < 0.7:
+                follow_up = pending
+                reason = add(
+                    pending.concept, Status.ACTIVE, pending.form, pending.side, Episode.SUBSEQUENT
+                )
+            elif hospital or rng.random() < profile.acute_visit:
+                flares = self._flares(patient, kind)
+                if flares and rng.random() < (0.35 if hospital else 0.2):
+                    condition, state, form = rng.choice(flares)
+                    reason = add(
+                        condition.concept, Status.ACTIVE, form, condition.side, control=state
+                    )
+                else:
+                    concept = self._acute_concept(rng, band, sex, kind, have | used)
+                    if concept is not None:
+                        uncertain = (
+                            concept.statuses.get(Status.UNCERTAIN, 0) > 0
+                            and rng.random() < profile.distractors["uncertain"] * 2
+                        )
+                        reason = add(concept, Status.UNCERTAIN if uncertain else Status.ACTIVE)
+                        if not uncertain:
+                            self._companions(rng, reason, add, used, sex)
+            if hospital and reason is None:
+                return None
+        conditions = patient.conditions
         if preventive and not simple:
-            addressed = conditions
+            addressed = list(conditions)
         else:
             most = 1 if simple else rng.choice((1, 1, 2, 2, 3, 4))
             addressed = rng.sample(conditions, min(len(conditions), most))
+        # the first problem is the reason for a follow-up: a condition, not a status Z code
+        addressed.sort(key=lambda c: c.form.code.startswith("Z"))
+        if (
+            not preventive
+            and reason is None
+            and addressed
+            and kind.value not in addressed[0].concept.reason_for
+            and addressed[0].form.code.startswith("Z")
+        ):
+            concept = self._acute_concept(rng, band, sex, kind, have | used)
+            if concept is None:
+                return None
+            reason = add(concept, Status.ACTIVE)
         for condition in addressed:
-            if condition.concept.id not in used:
-                add(condition.concept, Status.CHRONIC, condition.form, condition.side)
+            if condition.concept.id in used or any(
+                self._exclusive(condition.concept.id, u) for u in used
+            ):
+                continue
+            state, form = self._chronic_state(rng, condition)
+            add(condition.concept, Status.CHRONIC, form, condition.side, control=state)
+        if preventive and not simple:
+            for concept in self.preventive_pools[kind.value]:
+                chance = min(0.6, concept.prevalence.get(band, 0) * concept.sex.get(sex, 1))
+                clash = any(self._exclusive(concept.id, other) for other in have | used)
+                if concept.id not in used and not clash and rng.random() < chance:
+                    add(concept, Status.ACTIVE)
+        if not facts and not preventive:  # a visit always has a reason
+            concept = self._acute_concept(rng, band, sex, kind, have | used)
+            if concept is None:
+                return None
+            add(concept, Status.ACTIVE)
         if not simple and rng.random() < profile.long_tail:
             self._add_long_tail(rng, facts, problems, age, sex)
         if not simple:
-            for name, pool in self.distractor_pools.items():
+            for item in patient.history:
+                if item.concept.id not in used and rng.random() < 0.75:
+                    add(item.concept, item.status, item.form, item.side, relative=item.relative)
+            for name in ("negated", "ruled_out"):
+                pool = self.distractor_pools[name]
                 if pool and rng.random() < profile.distractors[name]:
                     concept = pool.pick(rng)
-                    if concept.id not in used and concept.sex.get(sex, 1) > 0:
+                    if (
+                        concept.id not in used
+                        and concept.id not in have
+                        and concept.sex.get(sex, 1) > 0
+                    ):
                         add(concept, _DISTRACTOR_STATUS[name])
-        if not problems:  # a visit always has a reason: fall back to a chronic condition
-            fallback = acute_pool.pick(rng) if acute_pool else self.concepts[0]
-            add(fallback, Status.ACTIVE)
 
-        coded_concepts = [f.concept for f in facts if f.concept and f.status in CODED]
+        # medicines: the patient's long-term list, short courses for today's acute
+        # problems, and the starts and stops today's problems call for
+        current = MedicationList(self.rules.drugs, list(patient.medications))
+        courses: list[str] = []
+        changes: list[MedicationChange] = []
+        new_conditions: list[Condition] = []
+        forms_now: dict[str, str] = {}
+        for index, fact in enumerate(facts):
+            concept = fact.concept
+            if concept is None or fact.status not in CODED:
+                continue
+            forms_now[concept.id] = fact.code
+            state = self._state(fact)
+            chronic_kind = bool(concept.statuses.get(Status.CHRONIC)) and not concept.episodes
+            if (
+                fact.status is Status.ACTIVE
+                and chronic_kind
+                and state is None
+                and concept.id not in have
+            ):
+                form = next(f for f in concept.forms if f.code == fact.code)
+                if self._acute_code(form.code):  # followed later as its chronic form
+                    form = self._condition(rng, concept, chronic=True).form
+                new_conditions.append(Condition(concept, form, fact.side))
+                if rng.random() < 0.7:
+                    for option in concept.medications:
+                        if not is_course(option.name) and current.add(option.name):
+                            changes.append(MedicationChange("start", option.name, index))
+                            break
+            elif fact.status is Status.ACTIVE:
+                for option in concept.medications:
+                    if rng.random() >= option.probability:
+                        continue
+                    if chronic_kind and not is_course(option.name):
+                        continue  # the long-term medicines are on the list already
+                    if setting is Setting.OUTPATIENT and _INFUSION.search(option.name):
+                        continue
+                    if current.add(option.name):
+                        courses.append(option.name)
+            elif state is not None and state.name == "uncontrolled" and rng.random() < 0.5:
+                for option in concept.medications:
+                    if not is_course(option.name) and current.add(option.name):
+                        changes.append(MedicationChange("start", option.name, index))
+                        break
+        addressed_ids = {
+            f.concept.id: i for i, f in enumerate(facts) if f.concept and f.status in CODED
+        }
+        started: list[tuple[str, str]] = []
+        noted = [c for c in (*patient.conditions, *new_conditions) if c.concept.id in addressed_ids]
+        self._therapy(current, noted, age, rng, started, forms_now)
+        for concept_id, name in started:
+            changes.append(MedicationChange("start", name, addressed_ids[concept_id]))
+        if (
+            not hospital
+            and not preventive
+            and kind is not VisitKind.TELEHEALTH
+            and rng.random() < 0.05
+        ):
+            self._stop_one(rng, current, courses, facts, addressed_ids, age, changes, forms_now)
+        long_term = [n for n in current.names if n not in courses]
         medications, encounter_meds, classes = [], [], set()
-        for concept in coded_concepts:
-            for option in concept.medications:
-                if rng.random() < option.probability:
-                    path = None
-                    if option.drug_class and option.drug_class not in classes:
-                        classes.add(option.drug_class)
-                        path = f"medications[{len(encounter_meds)}]"
-                        encounter_meds.append(Medication(option.drug_class, option.name))
-                    if path or all(m.name != option.name for m in medications):
-                        medications.append(MedicationFact(option.name, path))
-        procedures: list[str] = []
-        for concept in coded_concepts:
-            for option in concept.procedures:
-                if option.code not in procedures and rng.random() < option.probability:
-                    procedures.append(option.code)
-        if preventive and rng.random() < 0.35:
-            procedures += [c for c in ("90686", "90471") if c not in procedures]
-        if kind is VisitKind.TELEHEALTH:  # nothing hands-on happens over video
-            procedures = []
+        for name in long_term + courses:
+            path = None
+            drug_class = self.policy_class.get(name)
+            if name not in courses and drug_class and drug_class not in classes:
+                classes.add(drug_class)
+                path = f"medications[{len(encounter_meds)}]"
+                encounter_meds.append(Medication(drug_class, name))
+            medications.append(MedicationFact(name, path, name in courses))
 
-        labs = self._labs(rng, facts)
-        vitals = self._vitals(rng, facts)
-        exam = [e for f in facts if f.concept and f.status in CODED for e in f.concept.exam[:1]]
-        exam = list(dict.fromkeys(exam + rng.sample(_NORMAL_EXAM, 3)))
-        decision = self._decision(rng, kind, setting, facts, labs, procedures, medications)
+        procedures = self._procedures(rng, facts, age, day, kind)
+        measured = draw_measurements(
+            rng,
+            self.catalog,
+            rules,
+            facts,
+            kind,
+            patient,
+            rng.sample(_ROUTINE_LABS, 2),
+        )
+        if measured is None:
+            return None
+        vitals, labs = measured
+        procedures = self._pressure_codes(procedures, vitals)
+        exam = choose_exam(rng, rules, facts, _NORMAL_EXAM, vitals, kind)
+        note_codes = [f.code for f in facts if f.status in (*CODED, Status.UNCERTAIN)]
+        level = function_level(
+            rng, rules, note_codes + [c.form.code for c in conditions], age, patient.level
+        )
+        if level is None:
+            return None
+        if level == patient.level:
+            statement, living = patient.function, patient.living
+        else:
+            statement, living = function_words(rng, rules, level, note_codes)
+        decision = decide(  # E/M level computed from what the note documents (decision.py)
+            rng,
+            self.profile,
+            kind=kind,
+            setting=setting,
+            new_patient=new_patient,
+            age=age,
+            facts=facts,
+            labs=labs,
+            vitals=vitals,
+            medications=medications,
+            procedures=procedures,
+        )
         minutes = decision.minutes
-        mdm = None if preventive else MDM(_median_level(decision))
-        visit_date = (_START + dt.timedelta(days=rng.randrange(700))).isoformat()
+        mdm = MDM(decision.level) if decision.level else None
+        printed = {r.measure.key: r.value for r in vitals}
         encounter = Encounter(
             id=encounter_id,
             setting=setting,
             patient=Patient(age, Sex(sex)),
-            visit=Visit(kind, self._new_patient(rng, kind), mdm, minutes),
+            visit=Visit(kind, new_patient, mdm, minutes),
             problems=tuple(problems),
             medications=tuple(encounter_meds),
             procedures=tuple(Procedure(c) for c in procedures),
+            date=day,
+            vitals=Vitals(  # the printed values (Z68 from the BMI, CPT II from the pressure)
+                int(printed["bp_systolic"]),
+                int(printed["bp_diastolic"]),
+                float(printed["bmi"]) if "bmi" in printed else None,
+            ),
         )
-        return Scenario(
+        hospital_setting = setting is not Setting.OUTPATIENT
+        scenario = Scenario(
             encounter=encounter,
             problems=facts,
             medications=medications,
             labs=labs,
             vitals=vitals,
             exam=exam,
-            patient=identity,
-            provider=self.identities.provider(rng),
-            facility=self.identities.facility(rng),
-            visit_date=visit_date,
+            patient=patient.identity,
+            provider=self.identities.provider(rng) if hospital_setting else patient.provider,
+            facility=patient.hospital if hospital_setting else patient.clinic,
+            visit_date=day.isoformat(),
             decision=decision,
-            patient_id=patient_id,
+            patient_id=patient.id,
+            medication_changes=changes,
+            function=statement,
+            living=living,
+        )
+        injury = (
+            reason is not None
+            and reason.status is Status.ACTIVE
+            and reason.episode is Episode.INITIAL
+            and reason.concept is not None
+            and reason.concept.domain == "injury"
+            and reason.concept.reason_for
         )
 
-    def _new_patient(self, rng: random.Random, kind: VisitKind) -> bool:
+        def commit() -> None:
+            patient.medications = long_term
+            patient.conditions = [*patient.conditions, *new_conditions]
+            if injury:
+                patient.pending_injury = Condition(
+                    reason.concept,
+                    next(f for f in reason.concept.forms if f.code == reason.code),
+                    reason.side,
+                )
+            elif follow_up is not None:
+                patient.pending_injury = None
+            if setting is Setting.OUTPATIENT:
+                patient.seen_clinic = True
+            if kind is VisitKind.ANNUAL_WELLNESS:
+                patient.awv_done = True
+            patient.level, patient.function, patient.living = level, statement, living
+            patient.visits += 1
+
+        return scenario, commit
+
+    def _state(self, fact: ProblemFact):
+        if fact.concept is None or not fact.control:
+            return None
+        return self.rules.controls[fact.concept.id].states[fact.control]
+
+    def _flares(self, patient: PatientRecord, kind: VisitKind) -> list:
+        """The patient's conditions that can worsen into the reason for this visit: (the
+        condition, the state, the form documented in that state)."""
+        found = []
+        for condition in patient.conditions:
+            control = self.rules.controls.get(condition.concept.id)
+            if control is None:
+                continue
+            for state in control.states.values():
+                form_code = state.form_for(condition.form.code)
+                if kind.value in state.reason_for and form_code is not None:
+                    form = self.form_by_code[condition.concept.id].get(form_code)
+                    if form is not None:
+                        found.append((condition, state.name, form))
+        return found
+
+    def _chronic_state(self, rng: random.Random, condition: Condition):
+        """A documented chronic condition's control state (controlled or not at goal) and
+        the form it is documented with in that state."""
+        control = self.rules.controls.get(condition.concept.id)
+        if control is None:
+            return None, condition.form
+        options = []
+        for state in control.states.values():
+            if state.acute:
+                continue
+            code = state.form_for(condition.form.code)
+            form = self.form_by_code[condition.concept.id].get(code) if code else None
+            if form is not None:
+                options.append((state, form))
+        if not options:
+            return None, condition.form
+        state, form = rng.choices(options, weights=[s.weight for s, _ in options])[0]
+        return state.name, form
+
+    def _acute_concept(self, rng, band, sex, kind, exclude: set[str]) -> Concept | None:
+        pool = self.acute_pools.get((band, sex, kind.value))
+        if not pool:
+            return None
+        for _ in range(12):
+            concept = pool.pick(rng)
+            if concept.id in exclude or any(self._exclusive(concept.id, e) for e in exclude):
+                continue
+            return concept
+        return None
+
+    def _companions(self, rng, reason: ProblemFact, add, used: set[str], sex: str) -> None:
+        """What comes with an acute problem: an injury's external cause and other injuries
+        of the same event, a wound's tetanus booster."""
+        concept = reason.concept
+        for other_id, chance in concept.co_occurs.items():
+            other = self.catalog.concepts[other_id]
+            if other_id in used or other.sex.get(sex, 1) <= 0 or rng.random() >= chance:
+                continue
+            external = all(
+                self.rules.encounters.external_causes.matches(f.code) for f in other.forms
+            )
+            immunization = other.id.startswith("immunization_")
+            injury = concept.domain == "injury" and other.domain == "injury" and other.episodes
+            if reason.episode is not None and (external or injury):
+                if reason.episode not in other.episodes:
+                    continue
+                add(other, Status.ACTIVE, episode=reason.episode)
+            elif immunization and reason.episode in (None, Episode.INITIAL):
+                add(other, Status.ACTIVE)
+
+    def _stop_one(self, rng, current, courses, facts, addressed_ids, age, changes, forms_now):
+        """Now and then a long-term medicine for an addressed problem is stopped (side
+        effects), unless the guideline-typical therapy needs it."""
+        owners = {}
+        for fact in facts:
+            if fact.concept is not None and fact.status is Status.CHRONIC:
+                for option in fact.concept.medications:
+                    owners.setdefault(option.name, fact.concept.id)
+        candidates = [n for n in current.names if n not in courses and n in owners]
+        rng.shuffle(candidates)
+        for name in candidates:
+            remaining = MedicationList(self.rules.drugs, [n for n in current.names if n != name])
+            missing: list[tuple[str, str]] = []
+            trial = MedicationList(self.rules.drugs, list(remaining.names))
+            noted = [
+                Condition(f.concept, next(x for x in f.concept.forms if x.code == f.code), f.side)
+                for f in facts
+                if f.concept is not None and f.status is Status.CHRONIC
+            ]
+            self._therapy(trial, noted, age, rng, missing, forms_now)
+            if missing:
+                continue
+            current.names.remove(name)
+            changes.append(MedicationChange("stop", name, addressed_ids.get(owners[name])))
+            return
+
+    def _procedures(self, rng, facts, age: int, day: dt.date, kind: VisitKind) -> list[str]:
+        """Procedures of today's problems; a vaccine with its one product (valid on the date
+        of service) and its administration code."""
+        if kind is VisitKind.TELEHEALTH:  # nothing hands-on happens over video
+            return []
+        from medcode.policy.procedures import shipped_procedure_rules
+
+        claim = shipped_procedure_rules()
+        table = cpt.procedure_table()
+        procedures: list[str] = []
+        vaccines: list[tuple[Concept, str]] = []
+        hospital = kind in (VisitKind.EMERGENCY, VisitKind.HOSPITAL_DISCHARGE)
+        for fact in facts:
+            concept = fact.concept
+            if concept is None or fact.status not in CODED:
+                continue
+            if hospital and fact.status is Status.CHRONIC:
+                continue  # the emergency visit or the stay works up today's problem
+            if concept.id.startswith("immunization_"):
+                products = [
+                    o
+                    for o in concept.procedures
+                    if table[o.code].kind == "immunisation"
+                    and o.code not in claim.vaccine_administration
+                ]
+                product = None
+                if products:
+                    weights = [o.probability for o in products]
+                    product = rng.choices(products, weights=weights)[0].code
+                    validity = claim.validity.get(product)
+                    if validity is not None and day > validity.valid_until:
+                        product = validity.replaced_by
+                vaccines.append((concept, product))
+                continue
+            for option in concept.procedures:
+                entry = table[option.code]
+                if entry.kind == "immunisation":
+                    continue
+                if option.code not in procedures and rng.random() < option.probability:
+                    procedures.append(option.code)
+        first = True
+        for concept, product in vaccines:
+            if product is not None and product not in procedures:
+                procedures.append(product)
+            medicare = age >= 65
+            if concept.id == "immunization_covid":
+                administration = "90480"
+            elif medicare and concept.id == "immunization_influenza":
+                administration = "G0008"
+            elif medicare and concept.id == "immunization_pneumococcal":
+                administration = "G0009"
+            elif age < 19:
+                administration = "90460" if first else "90461"
+                first = False
+            else:
+                administration = "90471" if first else "90472"
+                first = False
+            if administration not in procedures or administration in ("90472", "90461"):
+                procedures.append(administration)
+        return procedures
+
+    @staticmethod
+    def _pressure_codes(procedures: list[str], vitals) -> list[str]:
+        """A CPT II blood-pressure code documented today says the printed pressure (3074F
+        for a systolic below 130, 3077F at 140 and above)."""
+        from medcode.policy.procedures import shipped_procedure_rules
+
+        claim = shipped_procedure_rules()
+        printed = {r.measure.key: r.value for r in vitals}
+        if "bp_systolic" not in printed:
+            return procedures
+        systolic = int(printed["bp_systolic"])
+        code = next(c for below, c in claim.systolic if systolic < below)
+        fixed = []
+        for procedure in procedures:
+            if procedure in claim.blood_pressure_codes:
+                procedure = code
+            if procedure not in fixed:
+                fixed.append(procedure)
+        return fixed
+
+    def _new_patient(self, rng: random.Random, kind: VisitKind, patient: PatientRecord) -> bool:
+        """New (no visit in the past three years) only at the first clinic visit; an
+        annual wellness visit is 'new' (initial, G0438) only once."""
         if kind in (VisitKind.EMERGENCY, VisitKind.HOSPITAL_DISCHARGE):
+            return False
+        if kind is VisitKind.ANNUAL_WELLNESS:
+            return not patient.awv_done and rng.random() < 0.35
+        if patient.seen_clinic:
             return False
         return rng.random() < self.profile.new_patient
 
     def _add_long_tail(self, rng, facts, problems, age, sex) -> None:
         code = self.long_tail[rng.randrange(len(self.long_tail))]
+        if code in self.by_code:  # catalog codes come with their concept's statuses
+            return
         sex_edits, age_edits = self.tables.edits_for(code)
         if any(e.sex != sex for e in sex_edits) or any(
             (e.min_age or 0) > age or (e.max_age is not None and e.max_age < age) for e in age_edits
         ):
             return
-        concept = self.by_code.get(code)
-        if concept is not None:
-            phrases = self.phrases[concept.id, code]
-        else:
-            phrases = {"formal": long_tail_phrases(code), "abbreviated": (), "lay": ()}
-        status = Status.CHRONIC if rng.random() < 0.5 else Status.ACTIVE
-        facts.append(ProblemFact(concept, code, status, phrases))
+        phrases = {"formal": long_tail_phrases(code), "abbreviated": (), "lay": ()}
+        acute = self.rules.encounters.is_acute_code(code)
+        status = Status.CHRONIC if not acute and rng.random() < 0.5 else Status.ACTIVE
+        facts.append(ProblemFact(None, code, status, phrases))
         problems.append(Problem(code, status))
 
-    def _labs(self, rng, facts) -> list[Result]:
-        wanted: dict[str, tuple[float, float]] = {}
-        for fact in facts:
-            if fact.concept is None or fact.status not in (*CODED, Status.UNCERTAIN):
-                continue
-            wanted.update(fact.concept.labs)
-            for form in fact.concept.forms:
-                if form.code == fact.code:
-                    wanted.update(form.labs)
-        for name in rng.sample(_ROUTINE_LABS, 2):
-            wanted.setdefault(name, self.catalog.labs[name].normal)
-        return [
-            self._result(rng, self.catalog.labs[name], bounds) for name, bounds in wanted.items()
-        ]
 
-    def _vitals(self, rng, facts) -> list[Result]:
-        wanted = {
-            name: measure.normal
-            for name, measure in self.catalog.vitals.items()
-            if name != "pain_score"
-        }
-        for fact in facts:
-            if fact.concept is not None and fact.status in CODED:
-                wanted.update(fact.concept.vitals)
-                for form in fact.concept.forms:
-                    if form.code == fact.code:
-                        wanted.update(form.vitals)
-        results = {
-            name: self._result(rng, self.catalog.vitals[name], bounds)
-            for name, bounds in wanted.items()
-        }
-        if "bmi" in results and "weight_kg" in results:  # weight consistent with BMI
-            height = rng.uniform(1.52, 1.88)
-            weight = float(results["bmi"].value) * height * height
-            results["weight_kg"] = Result(self.catalog.vitals["weight_kg"], f"{weight:.1f}", "")
-        return list(results.values())
-
-    @staticmethod
-    def _result(rng, measure, bounds) -> Result:
-        if measure.values:
-            high = bounds[1] > measure.normal[1]
-            value = rng.choice(measure.values[1:] if high else measure.values[:1])
-            return Result(measure, value, "H" if high else "")
-        number = rng.uniform(*bounds)
-        value = f"{number:.{measure.decimals}f}"
-        low, high = measure.normal
-        flag = "H" if number > high else "L" if number < low else ""
-        return Result(measure, value, flag)
-
-    def _decision(self, rng, kind, setting, facts, labs, procedures, medications) -> DecisionMaking:
-        coded = [f for f in facts if f.status in (*CODED, Status.UNCERTAIN)]
-        chronic = sum(f.status is Status.CHRONIC for f in coded)
-        acute = sum(f.status is Status.ACTIVE for f in coded)
-        uncertain = sum(f.status is Status.UNCERTAIN for f in coded)
-        if setting is not Setting.OUTPATIENT:
-            problems = 3 if rng.random() < 0.3 else 2
-        elif uncertain or chronic >= 2 or (chronic and acute):
-            problems = 3 if chronic >= 3 and rng.random() < 0.15 else 2
-        else:
-            problems = 1
-        data_items = [f"reviewed {r.measure.short}" for r in labs[: rng.randint(0, 4)]]
-        if rng.random() < 0.2:
-            data_items.append("reviewed outside records")
-        data = min(3, max(0, len(data_items) - 1))
-        if setting is not Setting.OUTPATIENT and rng.random() < 0.35:
-            risk, statement = 3, "decision regarding hospitalization"
-        elif medications:
-            risk, statement = 2, "prescription drug management"
-        else:
-            risk, statement = 1, "over-the-counter medication advised"
-        minutes = None
-        if kind in (VisitKind.OFFICE, VisitKind.TELEHEALTH, VisitKind.HOSPITAL_DISCHARGE) and (
-            rng.random() < self.profile.time_documented or kind is VisitKind.HOSPITAL_DISCHARGE
-        ):
-            minutes = rng.randint(12, 65)
-        return DecisionMaking(
-            _LEVELS[problems], _LEVELS[data], _LEVELS[risk], tuple(data_items), statement, minutes
-        )
+def _narrow(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float] | None:
+    low, high = max(a[0], b[0]), min(a[1], b[1])
+    return (low, high) if low <= high else None
 
 
-def _median_level(decision: DecisionMaking) -> str:
-    """MDM is the level that two of the three elements meet or exceed (AMA 2023)."""
-    ranks = sorted(
-        _LEVELS.index(x)
-        for x in (decision.problems_level, decision.data_level, decision.risk_level)
-    )
-    return _LEVELS[ranks[1]]
+# an injury seen in the office: mostly new, sometimes the follow-up of one treated elsewhere
+_EPISODE_WEIGHTS = {Episode.INITIAL: 0.7, Episode.SUBSEQUENT: 0.25, Episode.SEQUELA: 0.05}
+_INFUSION = re.compile(r"\bIV\b|infusion|per pharmacy|bolus", re.IGNORECASE)
 
 
 @cache
@@ -493,21 +992,19 @@ class IdentityPool:
         self.addresses = [fake.address().replace("\n", ", ") for _ in range(size)]
         self.phones = [fake.numerify("(###) ###-####") for _ in range(size)]
         self.providers = [f"{fake.first_name()} {fake.last_name()}" for _ in range(40)]
-        self.facilities = [
-            f"{fake.city()} {kind}"
-            for kind in (
-                "Family Medicine",
-                "Medical Center",
-                "Community Hospital",
-                "Primary Care",
-                "Health Clinic",
-            )
-            for _ in range(6)
-        ]
+        # facility names by kind (data/synth/encounters.yaml): clinics for office and video
+        # visits, hospitals for emergency visits and hospital stays
+        self.facilities: dict[str, list[str]] = {}
+        for kind in shipped_rules().encounters.facilities:
+            for name in kind.names:
+                self.facilities.setdefault(kind.kind, []).extend(
+                    f"{fake.city()} {name}" for _ in range(6)
+                )
 
-    def patient(self, rng: random.Random, age: int, sex: str, visit_year: int = 2025) -> Identity:
+    def patient(self, rng: random.Random, age: int, sex: str, on: dt.date) -> Identity:
+        """An identity whose date of birth makes the patient ``age`` on the date ``on``."""
         first, last = rng.choice(self.first[sex]), rng.choice(self.last)
-        born = dt.date(visit_year - age, 1, 1) + dt.timedelta(days=rng.randrange(365))
+        born = birth_date(rng, age, on)
         return Identity(
             name=f"{first} {last}",
             first_name=first,
@@ -521,8 +1018,8 @@ class IdentityPool:
     def provider(self, rng: random.Random) -> str:
         return rng.choice(self.providers)
 
-    def facility(self, rng: random.Random) -> str:
-        return rng.choice(self.facilities)
+    def facility(self, rng: random.Random, kind: str) -> str:
+        return rng.choice(self.facilities[kind])
 
 
 def patient_age(rng: random.Random, profile: Profile) -> tuple[int, str]:

@@ -39,6 +39,9 @@ CONTEXT = frozenset(
         "vitals",
         "exam",
         "mdm",
+        "general",
+        "function",
+        "living",
     }
 )
 # Gold codes are built from these: a template that leaves one out would drop evidence.
