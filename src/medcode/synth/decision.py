@@ -438,6 +438,7 @@ def decide(
     rules, workload, table = builder.rules, builder.workload, builder.table
     acute = builder.acute_setting
     addressed, listed = builder.problems(medications)
+    courses = {m.name for m in medications if m.course}
 
     # data: printed results (reviewed; in the ED and hospital ordered and reviewed too),
     # tests done in the office today (ordered), tests the plan orders
@@ -515,7 +516,18 @@ def decide(
             drugs = [drug_name(m) for m in rx]
             action = ""
             if problem.fact.status is Status.ACTIVE or problem.kind is K.UNDIAGNOSED_NEW:
-                action = f"start {_join(drugs)}"
+                # only a short course is started today; a drug already on the patient's list
+                # (albuterol for an asthmatic's bronchitis) is continued
+                new = [drug_name(m) for m in rx if m in courses]
+                kept = [d for d in drugs if d not in new]
+                action = " and ".join(
+                    part
+                    for part in (
+                        f"start {_join(new)}" if new else "",
+                        f"continue {_join(kept)}" if kept else "",
+                    )
+                    if part
+                )
             elif problem.worse:
                 if rng.random() < workload.drug_change:
                     action = f"adjust {drugs[0]} dose" + (
@@ -533,7 +545,9 @@ def decide(
                 risks.append(M.Risk(M.RiskKind.PRESCRIPTION_DRUG_MANAGEMENT, action))
         elif otc:
             drugs = [drug_name(m) for m in otc]
-            plan.append(f"{_join(drugs)} as needed")
+            scheduled = any(("daily" in m or "twice" in m) and "as needed" not in m for m in otc)
+            # a scheduled OTC drug (daily aspirin) is continued, not "as needed"
+            plan.append(f"continue {_join(drugs)}" if scheduled else f"{_join(drugs)} as needed")
             otc_drugs += drugs
             risks.append(M.Risk(M.RiskKind.OTC_DRUGS, _join(drugs)))
         elif problem.fact.status is Status.ACTIVE and not classes:
