@@ -310,18 +310,22 @@ def test_one_patient_stays_the_same_patient(sample):
     later = copy.deepcopy(scenario)
     later.visit_date = "2099-01-01"
     later.facility = "Elsewhere Primary Care"
-    later.medications = [*later.medications, MedicationFact("atorvastatin 40 mg daily", None)]
+    listed = {m.name for m in scenario.medications}
+    drug = next(
+        d
+        for d in ("atorvastatin 40 mg daily", "ezetimibe 10 mg daily", "famotidine 20 mg daily")
+        if d not in listed
+    )
+    later.medications = [*later.medications, MedicationFact(drug, None)]
     history = _fact("breast_cancer", Status.FAMILY_HISTORY, relative="mother")
     _with_problems(scenario, [*scenario.problems, history])
     _with_problems(later, [*later.problems, dataclasses.replace(history, relative="sister")])
     messages = [v.message for v in coherence.check_patient([(scenario, result), (later, result)])]
     assert any("Elsewhere Primary Care" in m for m in messages)
-    assert any(
-        "atorvastatin 40 mg daily' on the list with no documented start" in m for m in messages
-    )
+    assert any(f"{drug}' on the list with no documented start" in m for m in messages)
     assert any("family history of breast_cancer in sister" in m for m in messages)
     later.facility = scenario.facility
-    later.medication_changes = [MedicationChange("start", "atorvastatin 40 mg daily", 0)]
+    later.medication_changes = [MedicationChange("start", drug, 0)]
     later.problems[-1] = history
     assert coherence.check_patient([(scenario, result), (later, result)]) == []
 

@@ -616,7 +616,7 @@ def _manifestations(draft: _Draft, confirmed: list[combinations.Confirmed]) -> N
             fact = _fact(problem.index, draft.encounter.problems[problem.index])
             slot = draft.slots.setdefault(problem.index, [])
             slot.insert(
-                1,
+                0 if entry.underlying else 1,
                 _Item(
                     entry.manifestation,
                     "partner.manifestation",

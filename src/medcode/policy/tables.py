@@ -146,11 +146,15 @@ class IntegralEntry:
 
 @dataclass(frozen=True, slots=True)
 class Manifestation:
+    """An etiology's manifestation coded after it; with ``underlying``, the reverse: the
+    condition a manifestation's title documents, coded before it (D63.1 -> N18.9 first)."""
+
     etiology: CodeSpec
     manifestation: str
     family: CodeSpec
     label: str
     source: str
+    underlying: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,6 +378,7 @@ def load_manifestations(path: Path) -> tuple[Manifestation, ...]:
             parse_spec(path, item.line, item.get("family")),
             _text(path, item, "label"),
             _text(path, item, "source"),
+            bool(item.get("underlying", False)),
         )
         for item in _items(path, load_yaml(path))
     )

@@ -512,7 +512,14 @@ def decide(
                 risks.append(M.Risk(M.RiskKind.INTENSIVE_MONITORING, drug))
             elif group == "parenteral_controlled" and acute:
                 parenteral.append(drug_name(medication))
-        if rx:
+        if rx and kind in _NO_MDM:
+            # a preventive visit manages no problem (that would be a separate, billable
+            # problem-oriented visit): its drugs are continued, a new problem is scheduled
+            if problem.fact.status is Status.ACTIVE or problem.kind is K.UNDIAGNOSED_NEW:
+                plan.append("to be evaluated at a problem-focused follow-up visit")
+            else:
+                plan.append(f"continue {_join([drug_name(m) for m in rx])}")
+        elif rx:
             drugs = [drug_name(m) for m in rx]
             action = ""
             if problem.fact.status is Status.ACTIVE or problem.kind is K.UNDIAGNOSED_NEW:

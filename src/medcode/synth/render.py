@@ -378,6 +378,12 @@ def build_context(
                 "time_statement": time_statement,
             },
             "reason": reason,
+            # a preventive visit's new abnormal findings (an active problem other than a Z
+            # code): what makes the exam code Z00.01 rather than Z00.00 (policy.em.exam_code)
+            "new_findings": any(
+                p.status is Status.ACTIVE and not p.code.upper().startswith("Z")
+                for p in encounter.problems
+            ),
             "problems": problems,
             "history": history,
             "family_history": family_history,

@@ -56,6 +56,7 @@ from medcode.synth.scenario import (
 from medcode.terminology import cpt, icd10cm
 
 CODED = (Status.ACTIVE, Status.CHRONIC)
+_SCREENING = ("Z11", "Z12", "Z13")  # encounter-for-screening codes
 _DISTRACTOR_STATUS = {
     "negated": Status.NEGATED,
     "ruled_out": Status.RULED_OUT,
@@ -81,7 +82,11 @@ def long_tail_codes() -> tuple[str, ...]:
     return tuple(
         code
         for code in icd10cm.all_codes()
-        if icd10cm.is_billable(code) and not exclude.matches(code)
+        if icd10cm.is_billable(code)
+        and not exclude.matches(code)
+        # a manifestation ("in diseases classified elsewhere") never stands without its
+        # underlying disease, which a long-tail draw does not document
+        and "classified elsewhere" not in icd10cm.description(code)
     )
 
 
@@ -589,7 +594,10 @@ class Sampler:
                     if setting is Setting.OUTPATIENT and _INFUSION.search(option.name):
                         continue
                     if current.add(option.name):
-                        courses.append(option.name)
+                        if is_course(option.name) or not self.policy_class.get(option.name):
+                            courses.append(option.name)
+                        else:  # a long-term drug started today (aspirin after a stroke): Z79
+                            changes.append(MedicationChange("start", option.name, index))
             elif state is not None and state.name == "uncontrolled" and rng.random() < 0.5:
                 for option in concept.medications:
                     if not is_course(option.name) and current.add(option.name):
@@ -854,6 +862,14 @@ class Sampler:
                     if validity is not None and day > validity.valid_until:
                         product = validity.replaced_by
                 vaccines.append((concept, product))
+                continue
+            if concept.forms and all(f.code.startswith(_SCREENING) for f in concept.forms):
+                # a screening is coded when it is done: exactly one of its tests, performed
+                # today (I.C.21.c.5), never two tests of one screening (96127 and G0444)
+                options = [o for o in concept.procedures if o.code not in procedures]
+                if options:
+                    weights = [o.probability for o in options]
+                    procedures.append(rng.choices(options, weights=weights)[0].code)
                 continue
             for option in concept.procedures:
                 entry = table[option.code]

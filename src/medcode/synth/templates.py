@@ -27,6 +27,7 @@ CONTEXT = frozenset(
         "date",
         "visit",
         "reason",
+        "new_findings",
         "problems",
         "history",
         "family_history",
