@@ -51,6 +51,9 @@ class ProcedureRules:
     facility_replace: dict[str, str]
     facility_drop: frozenset[str]
     facility_source: str
+    facility_drop_kinds: frozenset[str]
+    bundled_into_em: frozenset[str]
+    bundled_source: str
     screening: dict[str, Screening]
     systolic: tuple[tuple[int, str], ...]
     diastolic: tuple[tuple[int, str], ...]
@@ -152,6 +155,7 @@ def load_procedure_rules(path: str | Path | None = None) -> ProcedureRules:
             _text(path, item, "source"),
         )
     pressure = _section(path, data, "blood_pressure")
+    bundled = _section(path, data, "bundled_into_em")
     return ProcedureRules(
         vaccine_administration=frozenset(
             _cpt(path, vaccine.line, c) for c in _list(path, vaccine, "codes")
@@ -166,6 +170,11 @@ def load_procedure_rules(path: str | Path | None = None) -> ProcedureRules:
         },
         facility_drop=frozenset(_cpt(path, facility.line, c) for c in facility.get("drop") or ()),
         facility_source=_text(path, facility, "source"),
+        facility_drop_kinds=frozenset(facility.get("drop_kinds") or ()),
+        bundled_into_em=frozenset(
+            _cpt(path, bundled.line, c) for c in _list(path, bundled, "codes")
+        ),
+        bundled_source=_text(path, bundled, "source"),
         screening=screening,
         systolic=_bands(path, pressure, "systolic"),
         diastolic=_bands(path, pressure, "diastolic"),
@@ -224,8 +233,19 @@ def procedure_lines(
             code = validity.replaced_by
             lines.append(ProcedureLine(code, index, "procedure.product_date", validity.source))
             continue
+        if em_code and code in rules.bundled_into_em:
+            removed.append(
+                ProcedureLine(
+                    code,
+                    index,
+                    "procedure.bundled",
+                    rules.bundled_source,
+                    f"{code} is bundled into the E/M visit",
+                )
+            )
+            continue
         if setting in rules.facility_settings:
-            if code in rules.facility_drop:
+            if code in rules.facility_drop or table[code].kind in rules.facility_drop_kinds:
                 removed.append(
                     ProcedureLine(
                         code,

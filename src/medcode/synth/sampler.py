@@ -57,6 +57,8 @@ from medcode.terminology import cpt, icd10cm
 
 CODED = (Status.ACTIVE, Status.CHRONIC)
 _SCREENING = ("Z11", "Z12", "Z13")  # encounter-for-screening codes
+# Services billed by therapists and home-health agencies, never on a physician's note claim.
+_THERAPISTS = ("97", "G0151", "G0152", "G0156", "G0299", "G0300")
 _DISTRACTOR_STATUS = {
     "negated": Status.NEGATED,
     "ruled_out": Status.RULED_OUT,
@@ -873,8 +875,8 @@ class Sampler:
                 continue
             for option in concept.procedures:
                 entry = table[option.code]
-                if entry.kind == "immunisation":
-                    continue
+                if entry.kind == "immunisation" or option.code.startswith(_THERAPISTS):
+                    continue  # therapists' and home-health services are not the physician's
                 if option.code not in procedures and rng.random() < option.probability:
                     procedures.append(option.code)
         first = True
