@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -26,7 +27,13 @@ from medcode.errors import DataFileError
 from medcode.policy import mdm as M
 from medcode.records import MDM, Episode, Setting, Status, VisitKind
 from medcode.synth.profiles import Profile, em_group
-from medcode.synth.scenario import DecisionMaking, MedicationFact, ProblemFact, Result
+from medcode.synth.scenario import (
+    DecisionMaking,
+    MedicationChange,
+    MedicationFact,
+    ProblemFact,
+    Result,
+)
 from medcode.terminology import cpt
 
 _CODED = (Status.ACTIVE, Status.CHRONIC, Status.UNCERTAIN)
@@ -431,6 +438,7 @@ def decide(
     vitals: list[Result],
     medications: list[MedicationFact],
     procedures: list[str],
+    changes: Sequence[MedicationChange] = (),
 ) -> DecisionMaking:
     """The MDM elements the note documents, their levels, the plans that state them and the
     documented time; ``level`` is None for preventive and wellness visits."""
@@ -647,6 +655,14 @@ def decide(
             risks.append(M.Risk(M.RiskKind.IV_FLUIDS, "IV hydration"))
         elif code in ("96365", "96372", "96374") and acute:
             risks.append(M.Risk(M.RiskKind.PRESCRIPTION_DRUG_MANAGEMENT, "parenteral medication"))
+
+    # the long-term list's documented starts and stops (the note prints them in the plan):
+    # prescription drug management (a preventive visit changes nothing, see the sampler)
+    for change in changes:
+        action = f"{change.action} {drug_name(change.name)}"
+        if kind not in _NO_MDM and action not in drug_actions:
+            drug_actions.append(action)
+            risks.append(M.Risk(M.RiskKind.PRESCRIPTION_DRUG_MANAGEMENT, action))
 
     elements = M.Elements(
         problems=tuple(M.Problem(p.kind, p.reason) for p in addressed),

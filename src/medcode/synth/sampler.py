@@ -10,7 +10,7 @@ from functools import cache
 
 from medcode.policy import code as policy_code
 from medcode.policy.engine import CodingResult
-from medcode.policy.facts import excludes1_conflict
+from medcode.policy.facts import excludes1_conflict, icd
 from medcode.policy.tables import shipped_tables
 from medcode.records import (
     MDM,
@@ -86,9 +86,11 @@ def long_tail_codes() -> tuple[str, ...]:
         for code in icd10cm.all_codes()
         if icd10cm.is_billable(code)
         and not exclude.matches(code)
-        # a manifestation ("in diseases classified elsewhere") never stands without its
-        # underlying disease, which a long-tail draw does not document
+        # a manifestation ("in diseases classified elsewhere") or any code whose tabular
+        # says "code first" (lead-induced gout: the lead poisoning) needs a condition a
+        # long-tail draw does not document
         and "classified elsewhere" not in icd10cm.description(code)
+        and not icd(code).code_first
     )
 
 
@@ -582,7 +584,7 @@ class Sampler:
                 if self._acute_code(form.code):  # followed later as its chronic form
                     form = self._condition(rng, concept, chronic=True).form
                 new_conditions.append(Condition(concept, form, fact.side))
-                if rng.random() < 0.7:
+                if not preventive and rng.random() < 0.7:  # a preventive visit starts nothing
                     for option in concept.medications:
                         if not is_course(option.name) and current.add(option.name):
                             changes.append(MedicationChange("start", option.name, index))
@@ -668,6 +670,7 @@ class Sampler:
             vitals=vitals,
             medications=medications,
             procedures=procedures,
+            changes=changes,
         )
         minutes = decision.minutes
         mdm = MDM(decision.level) if decision.level else None
