@@ -447,6 +447,7 @@ def decide(
     acute = builder.acute_setting
     addressed, listed = builder.problems(medications)
     courses = {m.name for m in medications if m.course}
+    changed = {c.name for c in changes}  # started or stopped today: not "continued"
 
     # data: printed results (reviewed; in the ED and hospital ordered and reviewed too),
     # tests done in the office today (ordered), tests the plan orders
@@ -506,7 +507,11 @@ def decide(
         K = M.ProblemKind
         plan = problem.plan
         classes = {m: drug_class(rules, m) for m in problem.medications}
-        rx = [m for m, c in classes.items() if c in ("rx", "parenteral_controlled")]
+        rx = [
+            m
+            for m, c in classes.items()
+            if c in ("rx", "parenteral_controlled") and m not in changed
+        ]
         otc = [m for m, c in classes.items() if c == "otc"]
         for medication, group in classes.items():
             if group == "intensive":
@@ -523,7 +528,11 @@ def decide(
         if rx and kind in _NO_MDM:
             # a preventive visit manages no problem (that would be a separate, billable
             # problem-oriented visit): its drugs are continued, a new problem is scheduled
-            if problem.fact.status is Status.ACTIVE or problem.kind is K.UNDIAGNOSED_NEW:
+            if (
+                problem.fact.status is Status.ACTIVE
+                or problem.kind is K.UNDIAGNOSED_NEW
+                or problem.worse
+            ):
                 plan.append("to be evaluated at a problem-focused follow-up visit")
             else:
                 plan.append(f"continue {_join([drug_name(m) for m in rx])}")

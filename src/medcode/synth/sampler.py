@@ -91,6 +91,7 @@ def long_tail_codes() -> tuple[str, ...]:
         # long-tail draw does not document
         and "classified elsewhere" not in icd10cm.description(code)
         and not icd(code).code_first
+        and "ulceration" not in icd10cm.description(code)  # needs its L97 ulcer code too
     )
 
 
@@ -612,7 +613,8 @@ class Sampler:
         }
         started: list[tuple[str, str]] = []
         noted = [c for c in (*patient.conditions, *new_conditions) if c.concept.id in addressed_ids]
-        self._therapy(current, noted, age, rng, started, forms_now)
+        if not preventive:  # a preventive visit starts nothing (that would be a problem visit)
+            self._therapy(current, noted, age, rng, started, forms_now)
         for concept_id, name in started:
             changes.append(MedicationChange("start", name, addressed_ids[concept_id]))
         if (
