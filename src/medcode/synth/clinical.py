@@ -11,8 +11,9 @@ from functools import cache
 from pathlib import Path
 
 from medcode.datafiles import LineDict, load_yaml, package_data
-from medcode.errors import CodeError, DataFileError
+from medcode.errors import CodeError
 from medcode.records import VisitKind
+from medcode.synth.catalog import _Reader as CatalogReader
 from medcode.terminology import icd10cm
 
 VISIT_KINDS = tuple(kind.value for kind in VisitKind)
@@ -299,12 +300,9 @@ class ClinicalRules:
 # -- loading --------------------------------------------------------------------------------
 
 
-class _Reader:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def fail(self, node: object, problem: str) -> DataFileError:
-        return DataFileError(self.path, getattr(node, "line", None), problem)
+class _Reader(CatalogReader):
+    """The catalog's reader (file and line in every error) with the helpers these tables
+    need: a mapping reported at its parent's line, whitespace-normalised text."""
 
     def mapping(self, node: object, what: str, parent: object = None) -> LineDict:
         if not isinstance(node, LineDict):
