@@ -151,6 +151,31 @@ def test_well_controlled_hypertension_is_not_154_over_95(sample):
     assert any("controlled with bp_systolic 154" in v.message for v in found)
 
 
+def _reports_pressure(s):
+    from medcode.policy.procedures import shipped_procedure_rules
+
+    codes = {p.code for p in s.encounter.procedures}
+    return bool(codes & shipped_procedure_rules().blood_pressure_codes)
+
+
+def test_the_bp_quality_code_goes_with_the_measure(sample):
+    """Round 4 of the audit: coders report 3074F-3080F at every outpatient visit of a
+    hypertensive adult (HEDIS CBP), so the gold does, and nowhere else."""
+    scenario, result, _ = _pick(sample, _reports_pressure, "primary_care")
+    assert any(c.code.startswith("I1") for c in result.codes)
+    assert not any("BP quality" in v.message for v in coherence.check_vitals(scenario, result))
+    kept = tuple(p for p in scenario.encounter.procedures if not p.code.endswith("F"))
+    scenario.encounter = dataclasses.replace(scenario.encounter, procedures=kept)
+    found = coherence.check_vitals(scenario, result)
+    assert any("BP quality code missing" in v.message for v in found)
+    scenario, result, _ = _pick(sample, lambda s: _office(s) and not _reports_pressure(s))
+    scenario.encounter = dataclasses.replace(
+        scenario.encounter, procedures=(*scenario.encounter.procedures, Procedure("3074F"))
+    )
+    found = coherence.check_vitals(scenario, result)
+    assert any("does not cover" in v.message for v in found)
+
+
 def test_the_encounter_record_carries_the_printed_values(sample):
     scenario, result, _ = _pick(sample, _office)
     scenario.encounter = dataclasses.replace(scenario.encounter, vitals=None, date=None)

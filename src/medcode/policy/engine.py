@@ -738,6 +738,10 @@ def _medications(draft: _Draft, coded: list[_Item]) -> list[_Item]:
         if blocker:
             draft.step(fact, "medication.z79", f"{entry.code} not assigned with {blocker}")
             continue
+        if entry.only_with and not any(matches_any(c.code, entry.only_with) for c in coded):
+            needs = ", ".join(spec.text for spec in entry.only_with)
+            draft.step(fact, "medication.z79", f"{entry.code} only with {needs} coded")
+            continue
         items.append(
             _Item(entry.code, "medication.z79", fact, entry.source, (f"medications[{index}]",))
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from medcode.datafiles import LineDict, load_yaml, package_data
 from medcode.errors import CodeError, DataFileError
+from medcode.policy.tables import parse_spec
 from medcode.records import Encounter, RecordError
 from medcode.terminology import cpt
 
@@ -52,12 +53,31 @@ class ProcedureRules:
     facility_drop: frozenset[str]
     facility_source: str
     facility_drop_kinds: frozenset[str]
+    # visit kind -> codes not on that visit's claim (the discharge-day claim holds the
+    # discharging physician's services, not tests others read during the stay)
+    facility_drop_at: dict[str, frozenset[str]]
     bundled_into_em: frozenset[str]
     bundled_source: str
     screening: dict[str, Screening]
     systolic: tuple[tuple[int, str], ...]
     diastolic: tuple[tuple[int, str], ...]
     blood_pressure_source: str
+    # when a BP quality code is reported (HEDIS Controlling High Blood Pressure): an
+    # outpatient visit of a patient in the age range with one of these diagnoses coded
+    pressure_reported_with: tuple = ()
+    pressure_ages: tuple[int, int] = (18, 85)
+    pressure_settings: frozenset[str] = frozenset()
+
+    def reports_pressure(self, codes, age: int, setting: str) -> bool:
+        """Whether a visit with these coded diagnoses reports its BP quality codes."""
+        from medcode.policy.facts import matches_any
+
+        low, high = self.pressure_ages
+        return (
+            setting in self.pressure_settings
+            and low <= age <= high
+            and any(matches_any(code, self.pressure_reported_with) for code in codes)
+        )
 
     @property
     def blood_pressure_codes(self) -> frozenset[str]:
@@ -171,6 +191,10 @@ def load_procedure_rules(path: str | Path | None = None) -> ProcedureRules:
         facility_drop=frozenset(_cpt(path, facility.line, c) for c in facility.get("drop") or ()),
         facility_source=_text(path, facility, "source"),
         facility_drop_kinds=frozenset(facility.get("drop_kinds") or ()),
+        facility_drop_at={
+            str(kind): frozenset(_cpt(path, facility.line, c) for c in codes)
+            for kind, codes in (facility.get("drop_at") or {}).items()
+        },
         bundled_into_em=frozenset(
             _cpt(path, bundled.line, c) for c in _list(path, bundled, "codes")
         ),
@@ -179,7 +203,19 @@ def load_procedure_rules(path: str | Path | None = None) -> ProcedureRules:
         systolic=_bands(path, pressure, "systolic"),
         diastolic=_bands(path, pressure, "diastolic"),
         blood_pressure_source=_text(path, pressure, "source"),
+        pressure_reported_with=tuple(
+            parse_spec(path, pressure.line, v) for v in _list(path, pressure, "reported_with")
+        ),
+        pressure_ages=_ages(path, pressure),
+        pressure_settings=frozenset(_list(path, pressure, "settings")),
     )
+
+
+def _ages(path: Path, node: LineDict) -> tuple[int, int]:
+    ages = node.get("ages")
+    if not (isinstance(ages, list) and len(ages) == 2 and all(isinstance(a, int) for a in ages)):
+        raise DataFileError(path, node.line, "'ages' must be [lowest, highest] in years")
+    return ages[0], ages[1]
 
 
 @cache
@@ -245,14 +281,23 @@ def procedure_lines(
             )
             continue
         if setting in rules.facility_settings:
-            if code in rules.facility_drop or table[code].kind in rules.facility_drop_kinds:
+            dropped_here = rules.facility_drop_at.get(encounter.visit.kind.value, frozenset())
+            if (
+                code in rules.facility_drop
+                or code in dropped_here
+                or table[code].kind in rules.facility_drop_kinds
+            ):
                 removed.append(
                     ProcedureLine(
                         code,
                         index,
                         "procedure.facility",
                         rules.facility_source,
-                        f"{code} is the facility's technical part: not on the professional claim",
+                        f"{code} was read by another physician during the stay: not on the "
+                        "discharge-day claim"
+                        if code in dropped_here
+                        else f"{code} is the facility's technical part: not on the professional "
+                        "claim",
                     )
                 )
                 continue

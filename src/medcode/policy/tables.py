@@ -134,6 +134,9 @@ class MedicationEntry:
     not_with: tuple[CodeSpec, ...]
     label: str
     source: str
+    # the code is assigned only when one of these is coded too (an SGLT2 inhibitor is an
+    # oral hypoglycemic for a patient with diabetes, not for heart failure alone)
+    only_with: tuple[CodeSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,12 +351,14 @@ def load_medications(path: Path) -> dict[str, MedicationEntry]:
         if drug_class in found:
             raise DataFileError(path, item.line, f"class {drug_class!r} listed twice")
         not_with = item.get("not_with") or []
+        only_with = item.get("only_with") or []
         found[drug_class] = MedicationEntry(
             drug_class,
             billable(path, item.line, item.get("code")),
             tuple(parse_spec(path, item.line, v) for v in not_with),
             _text(path, item, "label"),
             _text(path, item, "source"),
+            tuple(parse_spec(path, item.line, v) for v in only_with),
         )
     return found
 

@@ -326,6 +326,24 @@ def check_vitals(
                         f"{_fmt(systolic)}/{_fmt(diastolic)}",
                     )
                 )
+    # the BP quality code is reported at exactly the visits its measure covers (HEDIS CBP:
+    # an outpatient visit of a hypertensive patient aged 18-85 whose pressure is printed)
+    encounter = scenario.encounter
+    reported = any(p.code in claim.blood_pressure_codes for p in encounter.procedures)
+    diagnoses = [c.code for c in result.codes if c.system is System.ICD10CM]
+    covered = systolic is not None and claim.reports_pressure(
+        diagnoses, encounter.patient.age, encounter.setting.value
+    )
+    if reported != covered:
+        found.append(
+            _v(
+                "vitals",
+                scenario,
+                "BP quality code reported at a visit its measure does not cover"
+                if reported
+                else "BP quality code missing at a visit its measure covers",
+            )
+        )
     record = scenario.encounter.vitals
     if record is None:
         if systolic is not None or bmi is not None:

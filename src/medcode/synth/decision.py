@@ -34,7 +34,7 @@ from medcode.synth.scenario import (
     ProblemFact,
     Result,
 )
-from medcode.terminology import cpt
+from medcode.terminology import cpt, icd10cm
 
 _CODED = (Status.ACTIVE, Status.CHRONIC, Status.UNCERTAIN)
 _NO_MDM = (VisitKind.PREVENTIVE, VisitKind.ANNUAL_WELLNESS)
@@ -64,6 +64,7 @@ class Rules:
     measure_test: dict[str, str]
     cpt_test: dict[str, str]
     merge: dict[str, tuple[str, ...]]
+    analyte_cpt: dict[str, tuple[str, str]]  # CPT -> (test name, measure) of one analyte
     goals: dict[str, Bound]
     systemic: dict[str, Bound]
     critical: dict[str, Bound]
@@ -149,6 +150,19 @@ def load_rules(path: Path | None = None) -> Rules:
                 raise fail(raw, f"{raw['name']}: CPT/HCPCS code {code!r} not in the code table")
             cpt_test[str(code)] = str(raw["name"])
 
+    analyte_cpt: dict[str, tuple[str, str]] = {}
+    for raw in tests.get("analytes") or []:
+        if not isinstance(raw, LineDict) or raw.get("measure") not in measures:
+            raise fail(
+                raw if isinstance(raw, LineDict) else tests,
+                "each analyte needs a name, a known measure and cpt codes",
+            )
+        for code in strings(raw, "cpt"):
+            if str(code) not in table:
+                raise fail(raw, f"{raw['name']}: CPT/HCPCS code {code!r} not in the code table")
+            analyte_cpt[str(code)] = (str(raw["name"]), str(raw["measure"]))
+            cpt_test[str(code)] = str(raw["name"])
+
     def bounds(key: str) -> dict[str, Bound]:
         node = section(key)
         found = {}
@@ -183,6 +197,7 @@ def load_rules(path: Path | None = None) -> Rules:
         measure_test=measure_test,
         cpt_test=cpt_test,
         merge=merge,
+        analyte_cpt=analyte_cpt,
         goals=bounds("goals"),
         systemic=bounds("systemic"),
         critical=bounds("critical"),
@@ -302,7 +317,9 @@ class _Builder:
         if fact.status is Status.ACTIVE:
             if critical or ed_threat or rules.matches("threat", code):
                 return K.THREAT_TO_LIFE, _critical_words(critical, self), False
-            if rules.matches("exacerbation_codes", code):  # a chronic illness's flare, new today
+            if rules.matches("exacerbation_codes", code) or _chronic_by_title(code):
+                # a chronic illness's flare, new today; a chronic illness by its own title
+                # ("chronic idiopathic constipation") seen today is no new acute problem
                 return K.CHRONIC_EXACERBATION, "exacerbation, treated today", False
             if fact.episode is Episode.SUBSEQUENT:
                 return K.STABLE_ACUTE, "healing as expected", False
@@ -399,6 +416,13 @@ def _lower(text: str) -> str:
     return text[0].lower() + text[1:] if text[1:2].islower() else text
 
 
+@cache
+def _chronic_by_title(code: str) -> bool:
+    """Whether the code's title names a chronic condition (not an acute-on-chronic one)."""
+    title = icd10cm.description(code).lower()
+    return bool(re.search(r"\bchronic\b", title)) and "acute" not in title
+
+
 def _critical_words(result: Result | None, builder: _Builder) -> str:
     if result is None:
         return "potentially serious, needs urgent evaluation"
@@ -453,7 +477,13 @@ def decide(
     # tests done in the office today (ordered), tests the plan orders
     tests: list[M.DiagnosticTest] = []
     printed = [r for r in labs if r.measure.key in rules.measure_test]
-    panels = {rules.measure_test[r.measure.key] for r in printed}
+    # a single analyte done today owns its printed result (82947: "glucose", not a BMP)
+    analyte = {
+        rules.analyte_cpt[code][1]: rules.analyte_cpt[code][0]
+        for code in procedures
+        if code in rules.analyte_cpt
+    }
+    panels = {rules.measure_test[r.measure.key] for r in printed if r.measure.key not in analyte}
     rename = {
         part: merged
         for merged, parts in rules.merge.items()
@@ -461,7 +491,7 @@ def decide(
         for part in parts
     }
     for result in printed:
-        panel = rules.measure_test[result.measure.key]
+        panel = analyte.get(result.measure.key) or rules.measure_test[result.measure.key]
         tests.append(
             M.DiagnosticTest(
                 result.measure.name, ordered=acute, reviewed=True, panel=rename.get(panel, panel)
@@ -612,7 +642,10 @@ def decide(
     if rng.random() < workload.external_records * (2 if new_patient else 1):
         external = (rng.choice(_SOURCES),)
     interpretations = ()
-    if rng.random() < workload.interpretation:
+    # an ECG billed as a procedure (93000, 93010 in the ED) is the physician's reported
+    # interpretation: it earns no independent-interpretation credit as well (AMA 2023)
+    ecg_billed = any(t.separately_reported and "electrocardiogram" in t.key for t in tests)
+    if rng.random() < workload.interpretation and not (acute and ecg_billed):
         study = "ECG" if acute else "outside imaging"
         if acute and not any("electrocardiogram" in t.key for t in tests):
             tests.append(M.DiagnosticTest("ECG", ordered=True))
@@ -703,7 +736,7 @@ def decide(
         if in_clinic:
             data_items.append(f"{_join(in_clinic)} done in clinic today and reviewed")
         if sent:
-            data_items.append(f"{_join(sent)} collected today")
+            data_items.append(f"{_join(sent)} run in the clinic lab today")
     if interpretations:
         finding = (
             "sinus rhythm without acute ischemic changes"

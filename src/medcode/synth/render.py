@@ -182,6 +182,10 @@ class _Writer:
         if fact.status is Status.CHRONIC:  # a chronic problem is not called acute
             calm = [o for o in options if not re.search(r"\bacute\b", o, re.IGNORECASE)]
             options = calm or options
+        elif fact.status in (Status.HISTORY, Status.RESOLVED, Status.FAMILY_HISTORY):
+            # a past condition is not called current ("current cigarette smoker (history)")
+            past = [o for o in options if not re.search(r"\bcurrent\b", o, re.IGNORECASE)]
+            options = past or options
         text = rng.choice(options) if options else fact.code
         if fact.side:
             words = self.cues.laterality.get(fact.side, (fact.side,))

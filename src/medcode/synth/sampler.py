@@ -288,7 +288,7 @@ class Sampler:
             height=height,
             bmi=self._bmi(rng, conditions),
             medications=medications.names,
-            history=self._history(rng, sex, conditions),
+            history=self._history(rng, sex, age, conditions),
             function=statement,
             living=living,
             next_date=first,
@@ -320,10 +320,13 @@ class Sampler:
         return round(rng.uniform(low + 0.4, max(low + 0.4, high - 0.4)), 1)
 
     def _history(
-        self, rng: random.Random, sex: str, conditions: list[Condition]
+        self, rng: random.Random, sex: str, age: int, conditions: list[Condition]
     ) -> list[HistoryItem]:
         """Past history, family history and resolved problems: drawn once per patient, so
-        that every note tells the same history."""
+        that every note tells the same history. The patient's own past conditions are ones
+        seen at their age (prevalence in their band at least a tenth of the concept's
+        highest: no remote prostate cancer at 18)."""
+        band = age_band(age)
         own = {c.concept.id for c in conditions}
         items: list[HistoryItem] = []
         seen: set[str] = set()
@@ -338,7 +341,9 @@ class Sampler:
                 status = _DISTRACTOR_STATUS[name]
                 if concept.id in seen or concept.sex.get(sex, 1) <= 0:
                     continue
-                if status is not Status.FAMILY_HISTORY and concept.id in own:
+                if status is not Status.FAMILY_HISTORY and (
+                    concept.id in own or not _plausible_at(concept, band)
+                ):
                     continue
                 seen.add(concept.id)
                 condition = self._condition(rng, concept)
@@ -560,6 +565,7 @@ class Sampler:
                         and concept.sex.get(sex, 1) > 0
                     ):
                         add(concept, _DISTRACTOR_STATUS[name])
+        self._drop_integral(facts, problems)
 
         # medicines: the patient's long-term list, short courses for today's acute
         # problems, and the starts and stops today's problems call for
@@ -648,7 +654,13 @@ class Sampler:
         if measured is None:
             return None
         vitals, labs = measured
-        procedures = self._pressure_codes(procedures, vitals)
+        procedures = self._pressure_codes(
+            procedures,
+            vitals,
+            [f.code for f in facts if f.status in CODED],
+            age,
+            setting.value,
+        )
         exam = choose_exam(rng, rules, facts, _NORMAL_EXAM, vitals, kind)
         note_codes = [f.code for f in facts if f.status in (*CODED, Status.UNCERTAIN)]
         level = function_level(
@@ -905,18 +917,42 @@ class Sampler:
                 procedures.append(administration)
         return procedures
 
+    def _drop_integral(self, facts: list[ProblemFact], problems: list[Problem]) -> None:
+        """A symptom integral to another of today's diagnoses (low back pain beside lumbar
+        stenosis) is not listed as a problem of its own: coders read such a list both ways
+        (data/policy/integral_symptoms.yaml). The reason for the visit stays; when it is the
+        symptom, the diagnosis it belongs to goes instead."""
+        from medcode.policy.facts import matches_any
+        from medcode.policy.tables import compact
+
+        coded = [i for i, f in enumerate(facts) if f.status in CODED]
+        drop: set[int] = set()
+        for i in coded:
+            for entry in self.tables.integral_hosts(compact(facts[i].code)):
+                hosts = [j for j in coded if j != i and matches_any(facts[j].code, entry.diagnosis)]
+                if hosts:
+                    drop.update(hosts if i == 0 else [i])
+        for i in sorted(drop, reverse=True):
+            del facts[i], problems[i]
+
     @staticmethod
-    def _pressure_codes(procedures: list[str], vitals) -> list[str]:
-        """A CPT II blood-pressure code documented today says the printed pressure (3074F
-        for a systolic below 130, 3077F at 140 and above)."""
+    def _pressure_codes(
+        procedures: list[str], vitals, coded: list[str], age: int, setting: str
+    ) -> list[str]:
+        """The CPT II blood-pressure code of the printed pressure (3074F for a systolic below
+        130, 3077F at 140 and above), reported at every visit the quality measure covers
+        (data/policy/procedures.yaml blood_pressure: hypertension, ages, settings) and
+        never otherwise."""
         from medcode.policy.procedures import shipped_procedure_rules
 
         claim = shipped_procedure_rules()
         printed = {r.measure.key: r.value for r in vitals}
-        if "bp_systolic" not in printed:
+        procedures = [p for p in procedures if p not in claim.blood_pressure_codes]
+        if "bp_systolic" not in printed or not claim.reports_pressure(coded, age, setting):
             return procedures
         systolic = int(printed["bp_systolic"])
         code = next(c for below, c in claim.systolic if systolic < below)
+        procedures = [*procedures, code]
         fixed = []
         for procedure in procedures:
             if procedure in claim.blood_pressure_codes:
@@ -960,6 +996,14 @@ def _narrow(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, floa
 # an injury seen in the office: mostly new, sometimes the follow-up of one treated elsewhere
 _EPISODE_WEIGHTS = {Episode.INITIAL: 0.7, Episode.SUBSEQUENT: 0.25, Episode.SEQUELA: 0.05}
 _INFUSION = re.compile(r"\bIV\b|infusion|per pharmacy|bolus", re.IGNORECASE)
+
+
+def _plausible_at(concept: Concept, band: str) -> bool:
+    """Whether a condition is seen in the age band: its prevalence there is at least a
+    tenth of its highest (a concept without prevalence figures is seen at any age)."""
+    if not concept.prevalence:
+        return True
+    return concept.prevalence.get(band, 0.0) >= 0.1 * max(concept.prevalence.values())
 
 
 @cache
