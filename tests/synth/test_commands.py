@@ -75,3 +75,51 @@ def test_audit_reports_overlap(cli, tmp_path):
     status, text, _ = cli("synth", "audit", str(out), "--reference", str(reference), "--json")
     report = json.loads(text)
     assert status == 0 and report["notes"] == 40 and report["notes_with_overlap"] >= 1
+
+
+def test_audit_reports_realism_with_and_without_a_reference(cli, tmp_path):
+    out = tmp_path / "R"
+    assert cli("synth", "--n", "40", "--seed", "3", "--out", str(out))[0] == 0
+    card = (out / "README.md").read_text()
+    assert "## Realism" in card and "code-title leakage" in card
+    assert "realism" in json.loads((out / "card" / "stats.json").read_text())
+
+    status, text, err = cli("synth", "audit", str(out))
+    assert status == 0, err
+    for metric in (
+        "repeated lines",
+        "3-word sentence openings",
+        "code-title leakage",
+        "reasoning language",
+        "words per note",
+        "phrasings per code",
+    ):
+        assert metric in text
+    assert "skipped" in text and "--reference" in text
+
+    status, text, err = cli("synth", "audit", str(out), "--json", "--limit", "30")
+    report = json.loads(text)
+    assert status == 0 and report["notes"] == 30 and report["realism"]["notes"] == 30
+    assert "classifier" not in report and "skipped" in report
+
+    reference = ASSETS / "reference"
+    status, text, err = cli("synth", "audit", str(out), "--reference", str(reference))
+    assert status == 0, err
+    assert "ROC AUC" in text and "most synthetic" in text and "verbatim 8-gram" in text
+
+    status, text, _ = cli("synth", "audit", str(out), "--reference", str(reference), "--json")
+    report = json.loads(text)
+    model = report["classifier"]
+    assert model["notes_per_class"] == 4 and model["folds"] == 4 and 0 <= model["auc"] <= 1
+    assert len(model["synthetic_features"]) == 15 and len(model["reference_features"]) == 15
+    assert report["reference_realism"]["notes"] == 4 and report["notes_with_overlap"] == 0
+
+
+def test_audit_errors_are_one_sentence(cli, tmp_path):
+    status, _, err = cli("synth", "audit", str(tmp_path))
+    assert status == 1 and "not a corpus folder" in err and "Traceback" not in err
+    (tmp_path / "data").mkdir()
+    status, _, err = cli("synth", "audit", str(tmp_path), "--reference", str(tmp_path / "no"))
+    assert status == 1 and "not a folder" in err
+    status, _, err = cli("synth", "audit", str(tmp_path))
+    assert status == 1 and "has no notes" in err

@@ -1,5 +1,6 @@
-"""The dataset card: README.md with the Hugging Face ``configs`` header, counts and PNG plots
-(code frequency, note length, note types, categories, E/M levels)."""
+"""The dataset card: README.md with the Hugging Face ``configs`` header, counts, the realism
+metrics (medcode.synth.realism) and PNG plots (code frequency, note length, note types,
+categories, E/M levels)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from medcode.synth.writer import SPLITS
 
 EM_PREFIXES = ("992", "993", "994", "G04")
+REALISM_NOTES = 20000  # the card's realism metrics read at most this many notes, evenly spread
 
 
 @dataclass
@@ -179,9 +181,26 @@ def plot(stats: CorpusStats, folder: Path, targets: dict | None = None) -> list[
     ]
 
 
+def realism(out: Path, notes: int):
+    """The realism report of a corpus for its card: every note, or every k-th note when there
+    are more than ``REALISM_NOTES`` (k = ceil(notes / REALISM_NOTES)), so that all splits are
+    represented. Returns the report and the sampling phrase for the card."""
+    from itertools import islice
+
+    from medcode.synth.realism import measure
+
+    step = max(1, -(-notes // REALISM_NOTES))
+    rows = islice(read_rows(out, ["note_type", "text", "codes"]), 0, None, step)
+    sampled = "" if step == 1 else f" (one in {step} of the {notes:,} notes)"
+    return measure(rows), sampled
+
+
 def write_card(out: Path, config: dict) -> Path:
     """Compute the statistics of a complete corpus and write README.md with its plots."""
+    from medcode.synth.realism import card_lines
+
     stats = collect(out)
+    realism_report, sampled = realism(out, stats.notes)
     mix = _target_mix(config.get("profile"))
     plots = plot(stats, out / "card", mix.targets if mix else None)
     fmt = "parquet" if config.get("format", "parquet") == "parquet" else "json"
@@ -233,6 +252,7 @@ def write_card(out: Path, config: dict) -> Path:
         *[f"| {name} | {count:,} |" for name, count in sorted(stats.by_family.items())],
         "",
         *_em_mix_lines(stats, mix),
+        *card_lines(realism_report, sampled),
         "## Plots",
         "",
         *[f"![{name}](card/{name})" for name in plots],
@@ -260,6 +280,7 @@ def write_card(out: Path, config: dict) -> Path:
                 },
                 "notes_with_category": dict(stats.notes_with_category),
                 "em_mix": {group: dict(codes) for group, codes in sorted(stats.em_mix.items())},
+                "realism": realism_report.to_dict(),
             },
             indent=2,
             sort_keys=True,

@@ -1,4 +1,5 @@
-"""``medcode synth``: write a corpus; ``medcode synth audit``: overlap with a reference;
+"""``medcode synth``: write a corpus; ``medcode synth audit``: realism report (and, with a
+reference folder, a synthetic-vs-real classifier and verbatim overlap);
 ``medcode synth audit-sample``: a blind coding sample with its answer key."""
 
 from __future__ import annotations
@@ -108,45 +109,127 @@ def synth(
 def audit(
     corpus: Annotated[Path, typer.Argument(help="A corpus folder written by medcode synth.")],
     reference: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--reference",
-            help="Folder of reference .txt files (e.g. ../shared/codiesp/dev/text_en).",
+            help="Folder of real notes as .txt files (e.g. ../shared/codiesp/dev/text_en): "
+            "adds the synthetic-vs-real classifier and the verbatim n-gram overlap.",
         ),
-    ],
+    ] = None,
     n: Annotated[int, typer.Option("--ngram", min=4, help="n-gram length in words.")] = 8,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Notes to check at most.")] = 20000,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the classifier's sample.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Report verbatim n-gram overlap between generated notes and a reference corpus."""
-    from medcode.synth.card import read_rows
-    from medcode.synth.privacy import overlap, read_reference
+    """Report how realistic the notes read (repeated lines, sentence openings, code-title
+    leakage, reasoning language, note length, phrasings per code) and, with --reference, how
+    well a classifier tells them from real notes and their verbatim n-gram overlap."""
+    from rich.table import Table
 
-    if not (corpus / "data").is_dir():
-        raise MedcodeError(f"{corpus}: not a corpus folder (no data/ inside)")
-    rows = read_rows(corpus, ["text"])
-    texts = (row["text"] for _, row in zip(range(limit), rows, strict=False))
-    report = overlap(texts, read_reference(reference), n=n)
+    from medcode.synth.realism import RealismReport, audit_corpus, summary_rows
+
+    progress_console = Console(stderr=True)
+    with Progress(
+        TextColumn("[bold]audit[/bold] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=progress_console,
+        transient=True,
+        disable=as_json or not progress_console.is_terminal,
+    ) as bar:
+        task = bar.add_task("notes", total=None)
+
+        def progress(stage: str, done: int, total: int | None) -> None:
+            bar.update(task, description=stage, completed=done, total=total)
+
+        result = audit_corpus(corpus, reference, limit=limit, ngram=n, seed=seed, progress=progress)
+    report = RealismReport(**result["realism"])
+    real = RealismReport(**result["reference_realism"]) if reference is not None else None
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "ngram": report.n,
-                    "notes": report.notes,
-                    "notes_with_overlap": report.notes_with_overlap,
-                    "share": report.share,
-                    "top": report.top,
-                },
-                indent=2,
-            )
-        )
+        typer.echo(json.dumps(result, indent=2))
         return
+
+    table = Table(title=f"Realism of {corpus} ({report.notes:,} notes)", show_lines=False)
+    table.add_column("metric")
+    table.add_column("corpus", justify="right")
+    if real is not None:
+        table.add_column(f"reference ({real.notes:,})", justify="right")
+    table.add_column("detail")
+    beside = {key: value for key, _, value, _ in summary_rows(real)} if real else {}
+    for key, metric, value, detail in summary_rows(report):
+        cells = [metric, value] + ([beside.get(key, "")] if real is not None else [])
+        table.add_row(*cells, detail)
+    console.print(table)
     console.print(
-        f"{report.notes:,} notes checked against {report.reference_ngrams:,} distinct "
-        f"{report.n}-grams of the reference: {report.notes_with_overlap:,} notes "
-        f"({report.share:.2%}) share at least one verbatim {report.n}-gram."
+        f"Left out of the text metrics: {report.excluded_lines:,} registration and heading "
+        f"lines (patient, identifiers, dates, provider, facility, signature, headings alone; "
+        f"list in realism.yaml); {report.clinician_lines:,} clinician lines kept.",
+        highlight=False,
     )
-    for gram, count in report.top[:10]:
+    top = report.repeated_lines["top"]
+    if top:
+        console.print("Most repeated clinician lines (notes):", highlight=False)
+        for line, count in top:
+            console.print(f"  {count:6,}  {line[:110]}", highlight=False, markup=False)
+    openings = report.openings["top"]
+    if openings:
+        console.print("Most frequent sentence openings (sentences):", highlight=False)
+        console.print(
+            "  " + "; ".join(f"{start} {count:,}" for start, count in openings),
+            highlight=False,
+            markup=False,
+        )
+    leaks = report.leakage["top"]
+    if leaks:
+        console.print("Code-title qualifiers in clinician sentences (sentences, an example):")
+        for item in leaks:
+            console.print(
+                f'  {item["sentences"]:6,}  {item["qualifier"]}: "{item["example"][:140]}"',
+                highlight=False,
+                markup=False,
+            )
+    fewest = report.phrasings.get("fewest") or []
+    if fewest:
+        console.print("Codes with the fewest phrasings (notes, phrasings, one phrasing):")
+        for item in fewest:
+            console.print(
+                f"  {item['code']:8} {item['notes']:5,} notes  {item['phrasings']} phrasing(s)"
+                f'  "{item["example"][:80]}"',
+                highlight=False,
+                markup=False,
+            )
+    if real is None:
+        console.print(f"[yellow]skipped:[/yellow] {result['skipped']}.", highlight=False)
+        return
+    model = result["classifier"]
+    if model is None:
+        console.print(f"\n[yellow]skipped:[/yellow] {result['skipped']}.", highlight=False)
+    else:
+        folds = ", ".join(f"{auc:.3f}" for auc in model["fold_auc"])
+        console.print(
+            f"\nSynthetic vs reference ({reference}): TF-IDF word 1-2 grams + logistic "
+            f"regression, {model['folds']}-fold cross-validated ROC AUC "
+            f"[bold]{model['auc']:.3f}[/bold] (folds {folds}) on "
+            f"{model['notes_per_class']:,} notes from each side (0.5: indistinguishable, 1.0: "
+            "always told apart).",
+            highlight=False,
+        )
+        console.print(
+            "  most synthetic: " + ", ".join(f for f, _ in model["synthetic_features"]),
+            highlight=False,
+            markup=False,
+        )
+        console.print(
+            "  most real:      " + ", ".join(f for f, _ in model["reference_features"]),
+            highlight=False,
+            markup=False,
+        )
+    console.print(
+        f"\n{report.notes:,} notes checked against {result['reference_ngrams']:,} distinct "
+        f"{result['ngram']}-grams of the reference: {result['notes_with_overlap']:,} notes "
+        f"({result['share']:.2%}) share at least one verbatim {result['ngram']}-gram."
+    )
+    for gram, count in result["top"][:10]:
         console.print(f"  {count:6d}  {gram}", highlight=False)
 
 
