@@ -57,6 +57,8 @@ class ProcedureRules:
     # discharging physician's services, not tests others read during the stay)
     facility_drop_at: dict[str, frozenset[str]]
     bundled_into_em: frozenset[str]
+    with_em_replace: dict[str, str]
+    with_em_source: str
     bundled_source: str
     screening: dict[str, Screening]
     systolic: tuple[tuple[int, str], ...]
@@ -176,6 +178,10 @@ def load_procedure_rules(path: str | Path | None = None) -> ProcedureRules:
         )
     pressure = _section(path, data, "blood_pressure")
     bundled = _section(path, data, "bundled_into_em")
+    with_em = _section(path, data, "with_em_replace")
+    with_em_codes = with_em.get("codes")
+    if not isinstance(with_em_codes, dict):
+        raise DataFileError(path, with_em.line, "with_em_replace.codes must map code to code")
     return ProcedureRules(
         vaccine_administration=frozenset(
             _cpt(path, vaccine.line, c) for c in _list(path, vaccine, "codes")
@@ -199,6 +205,11 @@ def load_procedure_rules(path: str | Path | None = None) -> ProcedureRules:
             _cpt(path, bundled.line, c) for c in _list(path, bundled, "codes")
         ),
         bundled_source=_text(path, bundled, "source"),
+        with_em_replace={
+            _cpt(path, with_em.line, k): _cpt(path, with_em.line, v)
+            for k, v in with_em_codes.items()
+        },
+        with_em_source=_text(path, with_em, "source"),
         screening=screening,
         systolic=_bands(path, pressure, "systolic"),
         diastolic=_bands(path, pressure, "diastolic"),
@@ -268,6 +279,19 @@ def procedure_lines(
             )
             code = validity.replaced_by
             lines.append(ProcedureLine(code, index, "procedure.product_date", validity.source))
+            continue
+        if em_code and code in rules.with_em_replace:
+            new = rules.with_em_replace[code]
+            removed.append(
+                ProcedureLine(
+                    code,
+                    index,
+                    "procedure.with_em",
+                    rules.with_em_source,
+                    f"{code} with an E/M visit is reported as the add-on {new}",
+                )
+            )
+            lines.append(ProcedureLine(new, index, "procedure.with_em", rules.with_em_source))
             continue
         if em_code and code in rules.bundled_into_em:
             removed.append(

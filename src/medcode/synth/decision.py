@@ -65,6 +65,7 @@ class Rules:
     cpt_test: dict[str, str]
     merge: dict[str, tuple[str, ...]]
     analyte_cpt: dict[str, tuple[str, str]]  # CPT -> (test name, measure) of one analyte
+    timed_services: frozenset[str]  # their visits document no E/M time
     goals: dict[str, Bound]
     systemic: dict[str, Bound]
     critical: dict[str, Bound]
@@ -193,7 +194,13 @@ def load_rules(path: Path | None = None) -> Rules:
         isinstance(v, str) for v in intensive.values()
     ):
         raise fail(drugs, "intensive_monitoring must map drug names to monitoring tests")
+    time = section("time")
+    timed = strings(time, "separately_reported")
+    unknown = [code for code in timed if code not in table]
+    if unknown:
+        raise fail(time, f"separately_reported: {unknown[0]!r} not in the code table")
     return Rules(
+        timed_services=frozenset(timed),
         measure_test=measure_test,
         cpt_test=cpt_test,
         merge=merge,
@@ -366,8 +373,12 @@ class _Builder:
             return K.CHRONIC_SEVERE_EXACERBATION, f"significantly worse{detail}", True
         return K.CHRONIC_EXACERBATION, words, True
 
-    def problems(self, medications: list[MedicationFact]) -> tuple[list[_Problem], list[int]]:
-        """The problems addressed today, and the indices of coded problems only listed."""
+    def problems(
+        self, medications: list[MedicationFact], changed: frozenset[int] = frozenset()
+    ) -> tuple[list[_Problem], list[int]]:
+        """The problems addressed today, and the indices of coded problems only listed. A
+        problem whose drug is started or stopped today (``changed``) is addressed: a plan
+        never says "will address at a dedicated visit" beside a change."""
         rules, rng = self.rules, self.rng
         addressed: list[_Problem] = []
         listed: list[int] = []
@@ -379,6 +390,7 @@ class _Builder:
             if not (
                 first
                 or fact.status is Status.UNCERTAIN
+                or index in changed
                 or rng.random() < self.workload.also_addressed
             ):
                 listed.append(index)
@@ -469,7 +481,9 @@ def decide(
     builder = _Builder(rng, profile, kind, setting, new_patient, age, facts, labs, vitals)
     rules, workload, table = builder.rules, builder.workload, builder.table
     acute = builder.acute_setting
-    addressed, listed = builder.problems(medications)
+    addressed, listed = builder.problems(
+        medications, frozenset(c.problem for c in changes if c.problem is not None)
+    )
     courses = {m.name for m in medications if m.course}
     changed = {c.name for c in changes}  # started or stopped today: not "continued"
 
@@ -805,7 +819,9 @@ def decide(
         risk_level=assessment.risk.level.value,
         data_items=tuple(data_items),
         risk_statement=risk_statement,
-        minutes=_minutes(rng, profile, kind, new_patient, level),
+        minutes=None
+        if rules.timed_services & set(procedures)
+        else _minutes(rng, profile, kind, new_patient, level),
         level=level.value if level else None,
         line=assessment.line() if has_mdm else "",
         explicit=explicit,

@@ -92,16 +92,29 @@ def long_tail_codes() -> tuple[str, ...]:
         and "classified elsewhere" not in icd10cm.description(code)
         and not icd(code).code_first
         and "ulceration" not in icd10cm.description(code)  # needs its L97 ulcer code too
+        # "use additional code (B95-B97) to identify the infectious agent": a long-tail draw
+        # documents no organism (staphylococcal arthritis without its B95 code)
+        and not any(
+            re.search(r"\bB9[5-7]", note.text) for note in icd10cm.use_additional_code(code)
+        )
     )
 
 
 def _phrase_dict(concept: Concept, form: Form) -> dict[str, tuple[str, ...]]:
-    return {
-        style: tuple(
+    """The form's phrases by style, without those that speak a code title's qualifiers
+    ("unspecified", "NOS", "encounter for": data/synth/realism.yaml) where the style has
+    others: clinicians do not write them."""
+    from medcode.synth.realism import load_rules
+
+    leaked = load_rules().leaked
+    found = {}
+    for style, phrases in concept.form_phrases(form).items():
+        texts = tuple(
             text for p in phrases if (text := p.format_map(_Attributes(form.attributes)).strip())
         )
-        for style, phrases in concept.form_phrases(form).items()
-    }
+        clean = tuple(t for t in texts if not leaked(t.replace("{side}", "right")))
+        found[style] = clean or texts
+    return found
 
 
 class _Attributes(dict):
