@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -55,10 +56,14 @@ def load_yaml(path: str | Path) -> Any:
 def read_csv_rows(
     path: str | Path, required: tuple[str, ...]
 ) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield ``(line, row)`` for each data row of a CSV file with the required columns."""
+    """Yield ``(line, row)`` for each data row of a CSV file with the required columns.
+
+    A file whose name ends in ``.gz`` is read through gzip.
+    """
     path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        handle = path.open(encoding="utf-8", newline="")
+        handle = opener(path, "rt", encoding="utf-8", newline="")
     except FileNotFoundError:
         raise DataFileError(path, None, "file not found") from None
     with handle:

@@ -45,3 +45,46 @@ def test_empty_query(index):
 
 def test_no_match_returns_empty(index):
     assert index.search("qqqzzzxx") == []
+
+
+# Coder look-ups: the Alphabetic Index phrases rank a code as the index reads it, defaults
+# included (diabetes without a type is E11; "Pneumonia" > "Klebsiella" is J15.0).
+@pytest.mark.parametrize(
+    ("query", "first"),
+    [
+        ("diabetes kidney", "E11.22"),
+        ("klebsiella pneumonia", "J15.0"),
+        ("hypertension", "I10"),
+        ("copd exacerbation", "J44.1"),
+        ("essential hypertension", "I10"),
+        ("hypertensive crisis", "I16.9"),
+        ("diabetic retinopathy", "E11.319"),
+        ("diabetic foot ulcer", "E11.621"),
+        ("diabetic ketoacidosis", "E11.10"),
+        ("aspiration pneumonia", "J69.0"),
+        ("metastasis to liver", "C78.7"),
+        ("adverse effect of warfarin", "T45.515"),
+    ],
+)
+def test_coder_lookups(index, query, first):
+    assert index.search(query, limit=5)[0].code == first
+
+
+def test_index_phrase_hits_show_the_tabular_description(index):
+    hit = index.search("diabetes kidney", limit=1)[0]
+    assert hit.system is System.ICD10CM
+    assert hit.description == "Type 2 diabetes mellitus with diabetic chronic kidney disease"
+    assert hit.billable
+
+
+def test_billable_code_wins_a_tie(index):
+    # "lung cancer" is an index phrase of C34.9 (the Table of Neoplasms' C34.9-) and of C34.90.
+    codes = [h.code for h in index.search("lung cancer", limit=3)]
+    assert codes[0] == "C34.90"
+    assert "C34.9" in codes
+
+
+def test_search_without_index_terms(index):
+    old = CodeSearch.build(with_index_terms=False)
+    assert old._n_rows < index._n_rows
+    assert old.search("type 2 diabetes chronic kidney disease", limit=1)[0].code == "E11.22"

@@ -277,11 +277,15 @@ class Lexicon:
         return self._history[key]
 
     @classmethod
-    def build(cls, icd_codes: Iterable[str] | None = None, catalog=None, table=None) -> Lexicon:
+    def build(
+        cls, icd_codes: Iterable[str] | None = None, catalog=None, table=None, index=True
+    ) -> Lexicon:
         """The lexicon of shipped data: catalog phrasings (placeholders filled from each
         form's attributes, ``{side}`` with side words), the ICD-10-CM tabular's descriptions
         and inclusion terms (of ``icd_codes``, default all; a non-billable code's terms name
-        its default billable completion) and the CPT/HCPCS table's descriptions."""
+        its default billable completion), with ``index`` the Alphabetic Index's clinical
+        phrases of billable codes (data/terminology/index_terms.csv.gz: "klebsiella
+        pneumonia", read as inclusion terms) and the CPT/HCPCS table's descriptions."""
         from medcode.policy.tables import shipped_tables
         from medcode.synth.catalog import shipped_catalog
         from medcode.terminology import cpt, icd10cm
@@ -328,6 +332,19 @@ class Lexicon:
             ]:
                 for variant in _variants(text):
                     lexicon.add(variant, targets, source if billable else PARENT)
+
+        if index:
+            from medcode.terminology.index_terms import index_terms
+
+            wanted = None if icd_codes is None else {icd10cm.normalize(c) for c in icd_codes}
+            for record in index_terms():
+                if (
+                    record.source == "index"
+                    and record.billable
+                    and "," not in record.term
+                    and (wanted is None or record.code in wanted)
+                ):
+                    lexicon.add(record.term, [record.code], INCLUSION)
 
         for entry in table.values():
             for variant in _variants(entry.description):

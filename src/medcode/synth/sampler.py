@@ -91,6 +91,7 @@ def long_tail_codes() -> tuple[str, ...]:
         # long-tail draw does not document
         and "classified elsewhere" not in icd10cm.description(code)
         and not icd(code).code_first
+        and index_phrases(code)  # phrased as clinicians write it, read back to this code
         and "ulceration" not in icd10cm.description(code)  # needs its L97 ulcer code too
         # "use additional code (B95-B97) to identify the infectious agent": a long-tail draw
         # documents no organism (staphylococcal arthritis without its B95 code)
@@ -1019,15 +1020,70 @@ def _plausible_at(concept: Concept, band: str) -> bool:
     return concept.prevalence.get(band, 0.0) >= 0.1 * max(concept.prevalence.values())
 
 
+_PHRASE_LIMIT = 4
+# one adjective before the main term ("gonococcal peritonitis"), not a site noun
+_ADJECTIVE = re.compile(r"[a-z-]+(al|ic|ous|ar|ary|ive|oid|ed|ile|ine|ent|ant|ial|atic)")
+_CONNECTOR_END = re.compile(r"\b(with|without|in|of|due to|by|from|and|or)$")
+
+
+@cache
+def index_phrases(code: str) -> tuple[str, ...]:
+    """How a clinician writes ``code``: the Alphabetic Index's phrases for it
+    (data/terminology/index_terms.csv.gz) that a coder reads back to this code alone (the
+    index gives the phrase no other code), that are natural (not the index's path form), and
+    that carry no code-title qualifier ("unspecified", "NOS": data/synth/realism.yaml);
+    shorter and shallower first, at most four."""
+    from medcode.synth.realism import load_rules
+    from medcode.terminology.index_terms import codes_for, records_for
+
+    leaked = load_rules().leaked
+    found = []
+    for record in records_for(code):
+        term = record.term
+        steps = record.path.split(" > ")
+        if (
+            record.source != "index"
+            # the main term itself, or one plain word before a one-word main term
+            # ("klebsiella pneumonia"): deeper nestings do not always read naturally
+            or not (
+                record.level == 0
+                or (
+                    record.level == 1
+                    and len(steps) == 2
+                    and " " not in steps[0].split(",")[0].strip()
+                    and _ADJECTIVE.fullmatch(steps[1].lower())
+                )
+            )
+            or "," in term
+            or len(term) <= 4  # abbreviations lose their case in the table ("fuo")
+            or len(term.split()) > 8
+            or _CONNECTOR_END.search(term)
+            or codes_for(term) != (record.code,)
+            or leaked(term)
+        ):
+            continue
+        found.append((record.level, len(term), term))
+    return tuple(term for _, _, term in sorted(found)[:_PHRASE_LIMIT])
+
+
 @cache
 def long_tail_phrases(code: str) -> tuple[str, ...]:
-    """Phrases for a code outside the catalog: its tabular description and inclusion terms."""
-    description = icd10cm.description(code)
+    """Phrases for a code outside the catalog: the index's (:func:`index_phrases`), else its
+    tabular description and inclusion terms."""
+    phrases = index_phrases(code)
+    if phrases:
+        return phrases
+    description = _UNSAID.sub("", icd10cm.description(code)).strip(" ,")
     options = [
         description[0].lower() + description[1:] if description[1:2].islower() else description
     ]
-    options += [t for t in icd10cm.inclusion_terms(code) if len(t) > 3][:3]
+    terms = [t for t in icd10cm.inclusion_terms(code) if len(t) > 3 and not _UNSAID.search(t)]
+    options += terms[:3]
     return tuple(options)
+
+
+# a code title's qualifiers that no clinician writes ("chest pain, unspecified")
+_UNSAID = re.compile(r",? unspecified\b| NOS\b", re.IGNORECASE)
 
 
 _RELATIVES = (

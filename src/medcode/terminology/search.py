@@ -1,10 +1,15 @@
-"""Ranked code search over ICD-10-CM descriptions and inclusion terms and the CPT/HCPCS table.
+"""Ranked code search over ICD-10-CM descriptions, inclusion terms and Alphabetic Index
+phrases, and the CPT/HCPCS table.
 
-TF-IDF (scikit-learn) over words; each description and inclusion term is its own row and a
-code scores as its best row, so a short inclusion term ("high blood pressure" under I10)
-is not diluted by a long description. A query word missing from the vocabulary
-is expanded to the vocabulary words it prefixes (``diab`` -> diabetes, diabetic), so partial
-words work. Building the index takes about a second; a query then takes a few milliseconds.
+TF-IDF (scikit-learn) over words; each description, inclusion term and index phrase
+(:mod:`medcode.terminology.index_terms`: "diabetes with chronic kidney disease" for E11.22)
+is its own row and a code scores as its best row, so a short phrase ("high blood pressure"
+under I10) is not diluted by a long description. Index phrases make a search work as a coder
+uses the index, defaults included: the index's "Diabetes" > "with" > "chronic kidney disease"
+is E11.22, so ``diabetes kidney`` finds E11.22 first. Among near-equal matches a billable code
+wins (a non-billable one scores 2% less). A query word missing from the vocabulary is
+expanded to the vocabulary words it prefixes (``diab`` -> diabetes, diabetic), so partial
+words work. Building the index takes a few seconds; a query then takes a few milliseconds.
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ import numpy as np
 
 from medcode.records import System
 from medcode.terminology import cpt, icd10cm
+from medcode.terminology.index_terms import index_terms
 from medcode.terminology.lookup import resolve
 
 _WORD = re.compile(r"[a-z0-9]+")
 _MAX_PREFIX_EXPANSION = 25
+# A non-billable code (a category, or an index entry whose full code needs more characters)
+# scores this much of its match, so a billable code wins a tie.
+_NON_BILLABLE_FACTOR = 0.98
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +42,13 @@ class SearchHit:
 
 def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
+
+
+def _index_phrases() -> dict[str, tuple[str, ...]]:
+    grouped: dict[str, list[str]] = {}
+    for record in index_terms():
+        grouped.setdefault(record.code, []).append(record.term)
+    return {code: tuple(found) for code, found in grouped.items()}
 
 
 class CodeSearch:
@@ -49,21 +65,38 @@ class CodeSearch:
             raise ValueError("every code needs at least one phrase")
         self._row_starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         self._vectorizer = TfidfVectorizer(analyzer=_words, sublinear_tf=True, dtype=np.float32)
-        self._matrix = self._vectorizer.fit_transform(rows).tocsr()
+        # Word-major (vocabulary x rows): a query reads only the rows of its own words.
+        self._by_word = self._vectorizer.fit_transform(rows).T.tocsr()
+        self._n_rows = len(rows)
+        self._factor = np.array(
+            [1.0 if billable else _NON_BILLABLE_FACTOR for _, _, _, billable in codes],
+            dtype=np.float32,
+        )
         self._vocabulary = sorted(self._vectorizer.vocabulary_)
         self._position = {(system, code): i for i, (system, code, _, _) in enumerate(codes)}
 
     @classmethod
-    def build(cls, table: cpt.ProcedureTable | None = None) -> CodeSearch:
-        """Index every ICD-10-CM code (description + inclusion terms) and the CPT/HCPCS table."""
+    def build(
+        cls, table: cpt.ProcedureTable | None = None, with_index_terms: bool = True
+    ) -> CodeSearch:
+        """Index every ICD-10-CM code (description, inclusion terms and, unless
+        ``with_index_terms`` is false, its Alphabetic Index phrases) and the CPT/HCPCS table."""
         table = table or cpt.procedure_table()
         codes: list[tuple[System, str, str, bool]] = []
         texts: list[list[str]] = []
         tabular = icd10cm.tabular()
+        by_code = _index_phrases() if with_index_terms else {}
         for code in icd10cm.all_codes():
             text = tabular.get_description(code)
             codes.append((System.ICD10CM, code, text, tabular.is_leaf(code)))
-            texts.append([text, *tabular.get_inclusion_term(code), *tabular.get_includes(code)])
+            texts.append(
+                [
+                    text,
+                    *tabular.get_inclusion_term(code),
+                    *tabular.get_includes(code),
+                    *by_code.get(code, ()),
+                ]
+            )
         for entry in table.values():
             codes.append((entry.system, entry.code, entry.description, True))
             texts.append([entry.description])
@@ -99,25 +132,33 @@ class CodeSearch:
         expansions = [found for word in _words(query) if (found := self._expand(word))]
         hits = list(exact)
         if expansions:
-            # Each query word weighs the same, whether it matched one word or was a prefix of
-            # many (then each expansion carries an equal share of its weight).
-            words = [w for found in expansions for w in found]
-            weights = np.array([1.0 / len(found) for found in expansions for _ in found])
-            vector = weights @ self._vectorizer.transform(words)
-            row_scores = self._matrix @ (vector / np.linalg.norm(vector))
-            scores = np.maximum.reduceat(row_scores, self._row_starts)
-            order = np.argsort(-scores, kind="stable")
+            scores = self._scores(expansions)
+            candidates = np.flatnonzero(scores > 0)
+            order = candidates[np.argsort(-scores[candidates], kind="stable")]
             for index in order:
-                score = float(scores[index])
-                if score <= 0 or len(hits) >= limit:
+                if len(hits) >= limit:
                     break
                 hit_system, code, text, billable = self._codes[index]
                 if system not in (None, hit_system) or (billable_only and not billable):
                     continue
                 if any(h.code == code and h.system is hit_system for h in exact):
                     continue
-                hits.append(SearchHit(code, hit_system, text, billable, round(score, 4)))
+                hits.append(
+                    SearchHit(code, hit_system, text, billable, round(float(scores[index]), 4))
+                )
         return hits[:limit]
+
+    def _scores(self, expansions: list[list[str]]) -> np.ndarray:
+        """Each code's score: cosine of its best row with the query, times its factor."""
+        # Each query word weighs the same, whether it matched one word or was a prefix of
+        # many (then each expansion carries an equal share of its weight).
+        words = [w for found in expansions for w in found]
+        weights = np.array([1.0 / len(found) for found in expansions for _ in found])
+        vector = (weights @ self._vectorizer.transform(words)).ravel()
+        columns = np.flatnonzero(vector)
+        query = vector[columns] / np.linalg.norm(vector[columns])
+        row_scores = np.asarray(query @ self._by_word[columns], dtype=np.float32).ravel()
+        return np.maximum.reduceat(row_scores, self._row_starts) * self._factor
 
     def _hits_for(self, system: System, code: str) -> list[SearchHit]:
         index = self._position.get((system, code))
