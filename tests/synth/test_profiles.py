@@ -69,7 +69,7 @@ def test_em_mix_needs_a_source(tmp_path):
 
 def test_workload_fields_are_checked(tmp_path):
     path = _variant(
-        tmp_path, "outpatient: {also_addressed: 0.42", "outpatient: {also_adressed: 0.42"
+        tmp_path, "outpatient: {also_addressed: 0.32", "outpatient: {also_adressed: 0.32"
     )
     with pytest.raises(
         DataFileError, match=r"workload.outpatient: unknown field\(s\) also_adressed"

@@ -6,6 +6,7 @@ the printed values, and Z23 with vaccine administration."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -39,6 +40,10 @@ class Screening:
     not_with: frozenset[str]
     min_bmi: float | None
     source: str
+
+
+# preventive medicine and wellness visits: no problem-oriented E/M for an add-on to go with
+_PREVENTIVE_EM = re.compile(r"993[89]\d|G043[89]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +285,7 @@ def procedure_lines(
             code = validity.replaced_by
             lines.append(ProcedureLine(code, index, "procedure.product_date", validity.source))
             continue
-        if em_code and code in rules.with_em_replace:
+        if em_code and code in rules.with_em_replace and not _PREVENTIVE_EM.match(em_code):
             new = rules.with_em_replace[code]
             removed.append(
                 ProcedureLine(

@@ -324,7 +324,12 @@ class _Builder:
         if fact.status is Status.ACTIVE:
             if critical or ed_threat or rules.matches("threat", code):
                 return K.THREAT_TO_LIFE, _critical_words(critical, self), False
-            if rules.matches("exacerbation_codes", code) or _chronic_by_title(code):
+            control = getattr(fact, "control", None)
+            if (
+                rules.matches("exacerbation_codes", code)
+                or _chronic_by_title(code)
+                or control in ("uncontrolled", "exacerbation")
+            ):
                 # a chronic illness's flare, new today; a chronic illness by its own title
                 # ("chronic idiopathic constipation") seen today is no new acute problem
                 return K.CHRONIC_EXACERBATION, "exacerbation, treated today", False
@@ -422,6 +427,11 @@ class _Builder:
                 elif entry.kind is cpt.Kind.IMAGING or option.code.startswith(("930", "932")):
                     found.append(_lower(entry.description))
         return list(dict.fromkeys(found))
+
+
+def _key(name: str) -> str:
+    """A test name as :class:`medcode.policy.mdm.DiagnosticTest` keys it."""
+    return " ".join(name.lower().split())
 
 
 def _lower(text: str) -> str:
@@ -636,7 +646,9 @@ def decide(
         # tests the plan orders: a workup for a new problem, a recheck for a known one
         order_p = 1.0 if problem.kind is K.UNDIAGNOSED_NEW else workload.order_tests
         if not acute and rng.random() < order_p:
-            choices = builder.tests_for(problem.fact)
+            # a test done and billed today (an office ECG) is not ordered again
+            done = {_key(name) for name in (*reported, *done_today)}
+            choices = [c for c in builder.tests_for(problem.fact) if _key(c) not in done]
             if choices:
                 test = rng.choice(choices)
                 plan.append(f"{test} ordered")
@@ -799,7 +811,7 @@ def decide(
         if problem.worse and problem.fact.status is Status.CHRONIC:
             courses[problem.index] = "worse"
     for index in listed:
-        plans[index] = rng.choice(_LISTED_PLANS)
+        plans[index] = rng.choice(LISTED_PLANS)
     for index, fact in enumerate(facts):  # Z codes and external causes: not MDM problems
         if fact.status in _CODED and not plans[index]:
             plans[index] = rng.choice(_OTHER_PLANS)
@@ -836,7 +848,7 @@ _SETTING_OF = {
     VisitKind.HOSPITAL_SUBSEQUENT: Setting.INPATIENT,
 }
 _OTHER_PLANS = ("reviewed with patient", "patient education provided", "noted")
-_LISTED_PLANS = (
+LISTED_PLANS = (
     "followed by specialist, not addressed today",
     "unchanged, not reassessed today",
     "managed elsewhere; no changes today",

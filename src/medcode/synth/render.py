@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from medcode.datafiles import load_yaml, package_data
 from medcode.records import Episode, Status, VisitKind
 from medcode.synth.choice import WeightedChoice
+from medcode.synth.decision import LISTED_PLANS
 from medcode.synth.scenario import ProblemFact, Scenario
 
 OPEN, SEP, CLOSE = "\ue000", "\ue001", "\ue002"
@@ -270,10 +271,13 @@ def build_context(
                 text = writer.state_cue(fact, marked) or writer.cue(
                     _course_cue(scenario, index, status), marked
                 )
+            plan = _plan(scenario, index)
             problems.append(
                 SimpleNamespace(
                     text=text,
                     phrase=marked,
+                    # whether the visit addressed it (not "followed by specialist, not addressed")
+                    addressed=not plan or plan not in LISTED_PLANS,
                     hpi=mark(path, said) if said else marked,
                     said=mark(path, said) if said else "",
                     status=status.value,
@@ -298,6 +302,7 @@ def build_context(
                     phrase=marked,
                     hpi=symptoms or marked,
                     said="",
+                    addressed=True,
                     status=status.value,
                     is_new=True,
                     is_uncertain=True,
@@ -325,10 +330,13 @@ def build_context(
     from medcode.terminology import cpt
 
     table = cpt.procedure_table()
+    hospital = encounter.setting.value != "outpatient"
     for index, procedure in enumerate(encounter.procedures):
         description = table[procedure.code].description
         if description[1:2].islower():
             description = description[0].lower() + description[1:]
+        if hospital and procedure.code == "93000":  # billed as the interpretation, 93010
+            description = "12-lead ECG, personally interpreted"
         procedures.append(mark(f"procedures[{index}]", description))
 
     decision = scenario.decision

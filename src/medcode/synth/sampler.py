@@ -997,7 +997,9 @@ class Sampler:
             return
         phrases = {"formal": long_tail_phrases(code), "abbreviated": (), "lay": ()}
         acute = self.rules.encounters.is_acute_code(code)
-        status = Status.CHRONIC if not acute and rng.random() < 0.5 else Status.ACTIVE
+        # a condition not acute by nature is chronic ("ALPS, symptomatic today" read as a
+        # new acute problem was an audit disagreement)
+        status = Status.ACTIVE if acute else Status.CHRONIC
         facts.append(ProblemFact(None, code, status, phrases))
         problems.append(Problem(code, status))
 
