@@ -38,12 +38,33 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def load_yaml(path: str | Path) -> Any:
-    """Load a YAML file; mappings come back as :class:`LineDict` carrying their line."""
+class LineStr(str):
+    """A string read from YAML that remembers its line (1-based)."""
+
+    line: int = 0
+
+
+class _LineStringLoader(_LineLoader):
+    pass
+
+
+def _construct_string(loader: _LineStringLoader, node: yaml.ScalarNode) -> LineStr:
+    text = LineStr(loader.construct_scalar(node))
+    text.line = node.start_mark.line + 1
+    return text
+
+
+_LineStringLoader.add_constructor("tag:yaml.org,2002:str", _construct_string)
+
+
+def load_yaml(path: str | Path, *, strings: bool = False) -> Any:
+    """Load a YAML file; mappings come back as :class:`LineDict` carrying their line, and
+    with ``strings`` every string as a :class:`LineStr` carrying its own."""
     path = Path(path)
+    loader = _LineStringLoader if strings else _LineLoader
     try:
         with path.open(encoding="utf-8") as handle:
-            return yaml.load(handle, Loader=_LineLoader)
+            return yaml.load(handle, Loader=loader)
     except FileNotFoundError:
         raise DataFileError(path, None, "file not found") from None
     except yaml.YAMLError as exc:

@@ -337,6 +337,60 @@ class HFBackend:
 # --------------------------------------------------------------------------- openai
 
 
+class ServerRefused(MedcodeError):
+    """An OpenAI-compatible server answered a request with a client error (4xx but 429);
+    ``status`` is the HTTP status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def post_json(
+    url: str,
+    payload: dict[str, Any] | None,
+    *,
+    api_key: str | None = None,
+    retries: int = 4,
+    backoff: float = 0.5,
+    timeout: float = 120.0,
+    what: str = "a completion",
+) -> dict[str, Any]:
+    """``POST`` ``payload`` as JSON to ``url`` (``GET`` when it is None) and return the JSON
+    answer: the one HTTP client for OpenAI-compatible servers (:class:`OpenAIBackend`, the
+    synth rewrite). Connection errors, 429 and 5xx are retried ``retries`` times with
+    exponential backoff (``backoff`` seconds, doubling), then :class:`MedcodeError` naming
+    the URL; another 4xx is :class:`ServerRefused` at once."""
+    body = None if payload is None else json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    method = "GET" if body is None else "POST"
+    problem = ""
+    for attempt in range(retries + 1):
+        if attempt:
+            _sleep(backoff * 2 ** (attempt - 1))
+        request = urllib.request.Request(url, data=body, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return json.loads(response.read().decode("utf-8"))
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode("utf-8", "replace")[:200].strip()
+            problem = f"HTTP {error.code} {detail}".strip()
+            if error.code != 429 and error.code < 500:
+                raise ServerRefused(
+                    f"{url}: the server refused the request ({problem})", error.code
+                ) from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            problem = str(getattr(error, "reason", error))
+        except ValueError as error:
+            raise MedcodeError(f"{url}: the server sent invalid JSON ({error})") from None
+    raise MedcodeError(
+        f"cannot get {what} from {url} after {retries + 1} tries ({problem}); "
+        "is the server running?"
+    )
+
+
 class OpenAIBackend:
     """An OpenAI-compatible server: ``POST {base_url}/completions`` (or ``/chat/completions``
     with ``chat=True``), greedy, the same prompt as :class:`HFBackend`; ``batch_size`` requests
@@ -389,32 +443,13 @@ class OpenAIBackend:
         return payload
 
     def _post(self, prompt: str) -> dict[str, Any]:
-        body = json.dumps(self._payload(prompt)).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        problem = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                _sleep(self.backoff * 2 ** (attempt - 1))
-            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    return json.loads(response.read().decode("utf-8"))
-            except urllib.error.HTTPError as error:
-                detail = error.read().decode("utf-8", "replace")[:200].strip()
-                problem = f"HTTP {error.code} {detail}".strip()
-                if error.code != 429 and error.code < 500:
-                    raise MedcodeError(
-                        f"{self.url}: the server refused the request ({problem})"
-                    ) from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-                problem = str(getattr(error, "reason", error))
-            except ValueError as error:
-                raise MedcodeError(f"{self.url}: the server sent invalid JSON ({error})") from None
-        raise MedcodeError(
-            f"cannot get a completion from {self.url} after {self.retries + 1} tries "
-            f"({problem}); is the server running?"
+        return post_json(
+            self.url,
+            self._payload(prompt),
+            api_key=self.api_key,
+            retries=self.retries,
+            backoff=self.backoff,
+            timeout=self.timeout,
         )
 
     def complete(self, prompt: str) -> tuple[str, bool]:

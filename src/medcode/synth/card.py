@@ -252,6 +252,7 @@ def write_card(out: Path, config: dict) -> Path:
         *[f"| {name} | {count:,} |" for name, count in sorted(stats.by_family.items())],
         "",
         *_em_mix_lines(stats, mix),
+        *_rewrite_lines(config.get("rewrite")),
         *card_lines(realism_report, sampled),
         "## Plots",
         "",
@@ -327,4 +328,28 @@ def _em_mix_lines(stats: CorpusStats, mix) -> list[str]:
             lines.append(f"| {group} | {code} | {count:,} | {count / total:.1%} | {target} |")
     if mix:
         lines += ["", f"Target mix: {mix.source}"]
+    return [*lines, ""]
+
+
+def _rewrite_lines(summary: dict | None) -> list[str]:
+    """The LLM rewrite's acceptance rate and rejection reasons (synth/rewrite.py), when the
+    corpus was rewritten."""
+    if not summary or not summary.get("notes"):
+        return []
+    lines = [
+        "## LLM rewrite",
+        "",
+        f"Each note was sent to `{summary.get('model')}` to be rewritten in a clinician's voice; "
+        "a rewrite was kept only when the fact lock found every gold code's evidence with the "
+        "same negation, history, family and uncertainty cues, no new condition, drug or "
+        "procedure, and the same vital-sign, lab, dose and time numbers; its evidence spans "
+        "were recomputed on the new text. The other notes keep their template text.",
+        "",
+        f"- kept: {summary['accepted']:,} of {summary['notes']:,} notes "
+        f"({summary.get('acceptance_rate', 0):.1%})",
+    ]
+    rejected = summary.get("rejected") or {}
+    if rejected:
+        lines += ["", "| rejected: first failed check | notes |", "|---|---|"]
+        lines += [f"| {reason} | {count:,} |" for reason, count in rejected.items()]
     return [*lines, ""]

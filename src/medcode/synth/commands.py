@@ -50,6 +50,23 @@ def synth(
     templates: Annotated[
         Path | None, typer.Option("--templates", help="Your own template folder (with index.yaml).")
     ] = None,
+    rewrite_with: Annotated[
+        str | None,
+        typer.Option(
+            "--rewrite-with",
+            help="Rewrite each note with the LLM of this OpenAI-compatible server (e.g. "
+            "http://localhost:8000/v1), keeping a rewrite only if its facts survive.",
+        ),
+    ] = None,
+    rewrite_model: Annotated[
+        str | None,
+        typer.Option(
+            "--rewrite-model", help="Model name to ask for (default: the server's first)."
+        ),
+    ] = None,
+    rewrite_batch: Annotated[
+        int, typer.Option("--rewrite-batch", min=1, help="Rewrite requests in flight at once.")
+    ] = 8,
 ) -> None:
     """Sample encounters, code them with the policy engine, render notes, write shards."""
     if context.invoked_subcommand is not None:
@@ -98,11 +115,53 @@ def synth(
             progress=advance,
         )
     console.print(f"{summary['written']} shard(s) written, {summary['kept']} kept, in {out}/data")
+    if rewrite_with:
+        _rewrite(out, config, chosen, rewrite_with, rewrite_model, rewrite_batch)
     if summary["complete"]:
         card = write_card(out, json.loads((out / "synth_config.json").read_text()))
         console.print(f"dataset card: {card}")
     else:
         console.print("the corpus is not complete yet (other shards pending): no card written")
+
+
+def _rewrite(out: Path, config, chosen, url: str, model: str | None, batch: int) -> None:
+    """The LLM rewrite under fact lock (medcode.synth.rewrite) of the shards just made."""
+    from medcode.synth.rewrite import rewrite_corpus
+
+    with Progress(
+        TextColumn("[bold]rewrite[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[kept]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        low, high = config.shard_range(chosen[0]) if chosen else (0, config.n)
+        task = bar.add_task("notes", total=high - low, kept="")
+        tally = {"kept": 0}
+
+        def advance(count: int, accepted: int) -> None:
+            tally["kept"] += accepted
+            bar.update(task, advance=count, kept=f"{tally['kept']:,} kept")
+
+        summary = rewrite_corpus(
+            out,
+            url,
+            model=model,
+            batch=batch,
+            shards=config.shard_count(),
+            only=[chosen[0]] if chosen else None,
+            fmt=config.format,
+            progress=advance,
+        )
+    rejected = ", ".join(f"{reason} {count:,}" for reason, count in summary["rejected"].items())
+    console.print(
+        f"rewrite: {summary['accepted']:,} of {summary['notes']:,} notes kept "
+        f"({summary['acceptance_rate']:.1%}) by {summary['model']}"
+        + (f"; kept as written: {rejected}" if rejected else ""),
+        highlight=False,
+    )
 
 
 @app.command("audit")

@@ -806,8 +806,10 @@ def decide(
 
     plans = [""] * len(facts)
     courses = [""] * len(facts)
+    kinds = [""] * len(facts)
     for problem in addressed:
         plans[problem.index] = "; ".join(x for x in problem.plan if x)
+        kinds[problem.index] = problem.kind.value
         if problem.worse and problem.fact.status is Status.CHRONIC:
             courses[problem.index] = "worse"
     for index in listed:
@@ -840,6 +842,7 @@ def decide(
         management=statement,
         plans=tuple(plans),
         courses=tuple(courses),
+        kinds=tuple(kinds),
     )
 
 

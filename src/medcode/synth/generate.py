@@ -181,6 +181,7 @@ def _check_config(out: Path, config: SynthConfig) -> None:
     path = out / "synth_config.json"
     if path.exists():
         previous = json.loads(path.read_text())
+        previous.pop("rewrite", None)  # the LLM rewrite's summary (synth/rewrite.py)
         if previous != asdict(config):
             differing = sorted(k for k in previous if previous.get(k) != asdict(config).get(k))
             raise MedcodeError(

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from types import SimpleNamespace
+from typing import ClassVar
 
 from medcode.datafiles import load_yaml, package_data
 from medcode.records import Episode, Status, VisitKind
@@ -256,6 +257,7 @@ def build_context(
         why = "" if change.action == "start" else " (side effects)"
         changes.setdefault(change.problem, []).append(f"{verb} {change.name}{why}")
 
+    story = _Storyteller(scenario, rng)
     problems, history, family_history, resolved, negatives, ruled_out = [], [], [], [], [], []
     for index, fact in enumerate(scenario.problems):
         path = f"problems[{index}]"
@@ -272,20 +274,24 @@ def build_context(
                     _course_cue(scenario, index, status), marked
                 )
             plan = _plan(scenario, index)
+            addressed = not plan or plan not in LISTED_PLANS
+            told = story.tell(index, fact, marked) if addressed else _Told()
             problems.append(
                 SimpleNamespace(
                     text=text,
                     phrase=marked,
                     # whether the visit addressed it (not "followed by specialist, not addressed")
-                    addressed=not plan or plan not in LISTED_PLANS,
+                    addressed=addressed,
+                    story=told.hpi,
+                    reasoning=told.reasoning,
                     hpi=mark(path, said) if said else marked,
                     said=mark(path, said) if said else "",
                     status=status.value,
                     is_new=status is Status.ACTIVE,
                     is_uncertain=False,
                     symptoms_text="",
-                    plan=_with_changes(
-                        _plan(scenario, index) or rng.choice(_PLANS), changes, index
+                    plan=told.around(
+                        _with_changes(_plan(scenario, index) or rng.choice(_PLANS), changes, index)
                     ),
                 )
             )
@@ -296,6 +302,7 @@ def build_context(
             )
             marked = mark(path, phrase)
             text = writer.cue("uncertain", marked)
+            told = story.tell(index, fact, marked, symptoms=symptoms)
             problems.append(
                 SimpleNamespace(
                     text=f"{text} ({symptoms})" if symptoms else text,
@@ -303,12 +310,14 @@ def build_context(
                     hpi=symptoms or marked,
                     said="",
                     addressed=True,
+                    story=told.hpi,
+                    reasoning=told.reasoning,
                     status=status.value,
                     is_new=True,
                     is_uncertain=True,
                     symptoms_text=symptoms,
-                    plan=_with_changes(
-                        _plan(scenario, index) or rng.choice(_PLANS), changes, index
+                    plan=told.around(
+                        _with_changes(_plan(scenario, index) or rng.choice(_PLANS), changes, index)
                     ),
                 )
             )
@@ -390,6 +399,9 @@ def build_context(
                 "time_statement": time_statement,
             },
             "reason": reason,
+            # the history of present illness: onset, course and pertinent negatives of the
+            # problems the visit addresses (data/synth/narrative.yaml), "" when none
+            "story": " ".join(p.story for p in problems if p.story),
             # a preventive visit's new abnormal findings (an active problem other than a Z
             # code): what makes the exam code Z00.01 rather than Z00.00 (policy.em.exam_code)
             "new_findings": any(
@@ -434,6 +446,107 @@ def build_context(
             },
         }
     )
+
+
+@dataclass(frozen=True)
+class _Told:
+    """What the narrative adds to one problem: its HPI sentences, the clinician's reasoning,
+    an interpreted result and a follow-up plan (all "" when the visit did not address it)."""
+
+    hpi: str = ""
+    reasoning: str = ""
+    result: str = ""
+    followup: str = ""
+
+    def around(self, plan: str) -> str:
+        """The decision's plan words (the E/M evidence, unchanged) with the reasoning before
+        them and the interpreted result and follow-up after them."""
+        parts = [plan, self.result, _lower_first(self.followup.rstrip("."))]
+        text = "; ".join(p for p in parts if p)
+        if self.reasoning:
+            reasoning = self.reasoning.rstrip(".") + "."
+            text = f"{reasoning} {text[:1].upper()}{text[1:]}" if text else reasoning
+        return text
+
+
+class _Storyteller:
+    """Tells the problems of one scenario through :mod:`medcode.synth.narrative`."""
+
+    # HPI paragraphs: in the office the reason for the visit and up to two more problems; in
+    # the ED and the hospital the presenting problem only (the rest is the hospital course)
+    MAX_STORIES: ClassVar[dict[str, int]] = {"office": 3}
+
+    def __init__(self, scenario: Scenario, rng: random.Random) -> None:
+        from medcode.synth import narrative
+
+        self.narrative = narrative
+        self.narrator = narrative.shipped_narrative()
+        self.scenario = scenario
+        self.rng = rng
+        decision = scenario.decision
+        admitted = "hospital" in (decision.risk_statement or "").lower()
+        self.setting = narrative.setting_for(scenario.encounter.visit.kind, admitted)
+        self.stories = 0
+
+    def tell(self, index: int, fact: ProblemFact, phrase: str, symptoms: str = "") -> _Told:
+        decision, rng, narrator = self.scenario.decision, self.rng, self.narrator
+        kind = decision.kinds[index] if index < len(decision.kinds) else ""
+        course = decision.courses[index] if index < len(decision.courses) else ""
+        kind = kind or None
+        kind_type = self.narrative.problem_type(fact, kind, course)
+        if not kind_type:
+            return _Told()
+        facts = self.narrative.facts_for(self.scenario, index)
+        where = self.narrative.subject(fact)
+        age = self.scenario.encounter.patient.age
+        hpi = ""
+        if self.stories < self.MAX_STORIES.get(self.setting, 1):
+            self.stories += 1
+            if kind_type == "uncertain":
+                said, suspected = (symptoms, False) if symptoms else (phrase, True)
+            else:
+                said, suspected = phrase, None
+            hpi = narrator.hpi(
+                rng,
+                said,
+                kind_type,
+                drugs=facts.drugs,
+                present=facts.present,
+                age=age,
+                suspected=suspected,
+                setting=self.setting,
+                **where,
+            )
+        reasoning = narrator.reasoning(
+            rng,
+            phrase,
+            kind_type,
+            findings=facts.findings,
+            normal_findings=facts.normal_findings,
+            labs=facts.results,
+            drugs=facts.drugs,
+            setting=self.setting,
+            **where,
+        )
+        result = ""
+        if facts.results:
+            printed = facts.results[0]
+            result = narrator.result_line(
+                rng, printed, narrator.result_course(rng, kind_type, printed)
+            )
+        followup = narrator.plan(
+            rng,
+            kind_type,
+            setting=self.setting,
+            drugs=facts.drugs,
+            tests=bool(facts.results),
+            **where,
+        )
+        return _Told(hpi, reasoning, result, followup)
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
 
 
 def _namespaces(context: dict[str, object]) -> dict[str, object]:

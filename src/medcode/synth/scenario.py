@@ -77,6 +77,7 @@ class DecisionMaking:
     management: str = ""  # the plan sentence with the management behind the risk
     plans: tuple[str, ...] = ()  # per scenario.problems index: the plan ("" = any)
     courses: tuple[str, ...] = ()  # per scenario.problems index: "worse" for an exacerbation
+    kinds: tuple[str, ...] = ()  # per scenario.problems index: the AMA problem kind ("" = none)
 
 
 @dataclass

@@ -27,6 +27,7 @@ CONTEXT = frozenset(
         "date",
         "visit",
         "reason",
+        "story",
         "new_findings",
         "problems",
         "history",
