@@ -344,7 +344,10 @@ def build_context(
         description = table[procedure.code].description
         if description[1:2].islower():
             description = description[0].lower() + description[1:]
-        if hospital and procedure.code == "93000":  # billed as the interpretation, 93010
+        if procedure.code == "93000" and visit.kind is VisitKind.HOSPITAL_DISCHARGE:
+            # read by another physician during the stay: not on the discharge-day claim
+            description = "12-lead ECG, read by cardiology"
+        elif hospital and procedure.code == "93000":  # billed as the interpretation, 93010
             description = "12-lead ECG, personally interpreted"
         procedures.append(mark(f"procedures[{index}]", description))
 

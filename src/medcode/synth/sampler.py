@@ -1023,6 +1023,7 @@ def _plausible_at(concept: Concept, band: str) -> bool:
 
 
 _PHRASE_LIMIT = 4
+_PAST = re.compile(r"\b(healed|old|history|late|sequela|resolved|previous|former|remote)\b")
 # one adjective before the main term ("gonococcal peritonitis"), not a site noun
 _ADJECTIVE = re.compile(r"[a-z-]+(al|ic|ous|ar|ary|ive|oid|ed|ile|ine|ent|ant|ial|atic)")
 _CONNECTOR_END = re.compile(r"\b(with|without|in|of|due to|by|from|and|or)$")
@@ -1058,6 +1059,7 @@ def index_phrases(code: str) -> tuple[str, ...]:
             )
             or "," in term
             or len(term) <= 4  # abbreviations lose their case in the table ("fuo")
+            or _PAST.search(term)  # "healed appendicitis" reads as resolved (audit round 7)
             or len(term.split()) > 8
             or _CONNECTOR_END.search(term)
             or codes_for(term) != (record.code,)
