@@ -11,6 +11,7 @@ from medcode.records import Encounter, Status
 from medcode.synth.card import read_rows
 from medcode.synth.catalog import shipped_catalog
 from medcode.synth.generate import SynthConfig, run
+from medcode.synth.phrasings import shipped_phrasings
 from medcode.synth.sampler import long_tail_phrases
 from medcode.synth.templates import shipped_templates
 from medcode.synth.writer import marker_path
@@ -64,6 +65,13 @@ def _phrase_parts(documented: str) -> list[list[str]]:
     return options
 
 
+def _names(code: str) -> set[str]:
+    """Every name a note may print for a procedure: its description and the clinicians' names
+    for it (data/synth/phrasings.yaml)."""
+    description = cpt.procedure_table()[code].description
+    return {name.lower() for name in shipped_phrasings().aliases(code, description)}
+
+
 def _acceptable(row: dict, item: dict, span_text: str) -> bool:
     """Whether the span text mentions the fact behind the code."""
     encounter = json.loads(row["encounter"])
@@ -71,12 +79,11 @@ def _acceptable(row: dict, item: dict, span_text: str) -> bool:
     if item["rule"].startswith(("em.", "preventive.")):
         return bool(span.strip())
     if item["rule"] == "procedure.documented":
-        return span == item["description"].lower()
+        return span in _names(item["code"])
     if item["rule"].startswith("procedure.") or item["rule"] == "immunization.z23":
         # a claim rule's code (a product for the date, the professional component, Z23)
         # stands on the procedure the note documents
-        table = cpt.procedure_table()
-        documented = {table[p["code"]].description.lower() for p in encounter["procedures"]}
+        documented = {name for p in encounter["procedures"] for name in _names(p["code"])}
         if item["rule"] == "procedure.blood_pressure":
             return bool(re.search(r"\d{2,3}", span))
         # in the ED and hospital the ECG is written as the physician's reading (93010)

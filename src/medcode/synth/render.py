@@ -243,10 +243,25 @@ def build_context(
     family: str,
 ) -> dict[str, object]:
     """The variables a template sees (docs/templates.md)."""
+    from medcode.synth.phrasings import Say, derived_rng
+
     writer = _Writer(scenario, rng, styles)
     encounter = scenario.encounter
     visit = encounter.visit
     sex, pronoun, possessive, noun = _SEX_WORDS[encounter.patient.sex.value]
+    # the stock sentences' variants and the procedures' names (data/synth/phrasings.yaml),
+    # from a generator of their own: the note's facts do not depend on them
+    say = Say(
+        derived_rng(rng, "phrasings"),
+        {
+            "pronoun": pronoun,
+            "Pronoun": pronoun.capitalize(),
+            "possessive": possessive,
+            "Possessive": possessive.capitalize(),
+            "noun": noun,
+            "title": f"{'Ms.' if sex == 'female' else 'Mr.'} {scenario.patient.last_name}",
+        },
+    )
     headers = _KIND_HEADERS[visit.kind]
     if visit.new_patient:  # a new patient's (or initial wellness) visit says so
         headers = _NEW_HEADERS.get(visit.kind, headers)
@@ -349,6 +364,8 @@ def build_context(
             description = "12-lead ECG, read by cardiology"
         elif hospital and procedure.code == "93000":  # billed as the interpretation, 93010
             description = "12-lead ECG, personally interpreted"
+        else:  # the description or one of the names clinicians write for the code
+            description = say.procedure(procedure.code, description)
         procedures.append(mark(f"procedures[{index}]", description))
 
     decision = scenario.decision
@@ -375,6 +392,7 @@ def build_context(
     return _namespaces(
         {
             "note": {"type": note_type_name, "family": family},
+            "say": say,
             "patient": {
                 "name": scenario.patient.name,
                 "first_name": scenario.patient.first_name,

@@ -44,6 +44,7 @@ CONTEXT = frozenset(
         "general",
         "function",
         "living",
+        "say",
     }
 )
 # Gold codes are built from these: a template that leaves one out would drop evidence.
