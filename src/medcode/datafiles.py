@@ -25,17 +25,10 @@ class LineDict(dict):
     line: int = 0
 
 
-class _LineLoader(yaml.SafeLoader):
-    pass
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> LineDict:
     mapping = LineDict(loader.construct_mapping(node, deep=True))
     mapping.line = node.start_mark.line + 1
     return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 class LineStr(str):
@@ -44,29 +37,44 @@ class LineStr(str):
     line: int = 0
 
 
-class _LineStringLoader(_LineLoader):
-    pass
-
-
-def _construct_string(loader: _LineStringLoader, node: yaml.ScalarNode) -> LineStr:
+def _construct_string(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> LineStr:
     text = LineStr(loader.construct_scalar(node))
     text.line = node.start_mark.line + 1
     return text
 
 
-_LineStringLoader.add_constructor("tag:yaml.org,2002:str", _construct_string)
+def _line_loader(base: type, strings: bool) -> type:
+    """A safe loader on ``base`` that builds LineDicts (and with ``strings`` LineStrs)."""
+    loader = type("_LineStringLoader" if strings else "_LineLoader", (base,), {})
+    loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    if strings:
+        loader.add_constructor("tag:yaml.org,2002:str", _construct_string)
+    return loader
+
+
+# The pure-Python loaders, and libyaml's (same nodes and marks, about 10x faster) where PyYAML
+# was built with it; a file libyaml rejects is parsed again by the pure-Python loader, so
+# that the error message stays the same.
+_PY_LOADERS = {strings: _line_loader(yaml.SafeLoader, strings) for strings in (False, True)}
+_FAST_LOADERS = {
+    strings: _line_loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader), strings)
+    for strings in (False, True)
+}
 
 
 def load_yaml(path: str | Path, *, strings: bool = False) -> Any:
     """Load a YAML file; mappings come back as :class:`LineDict` carrying their line, and
     with ``strings`` every string as a :class:`LineStr` carrying its own."""
     path = Path(path)
-    loader = _LineStringLoader if strings else _LineLoader
     try:
-        with path.open(encoding="utf-8") as handle:
-            return yaml.load(handle, Loader=loader)
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataFileError(path, None, "file not found") from None
+    try:
+        try:
+            return yaml.load(text, Loader=_FAST_LOADERS[strings])
+        except yaml.YAMLError:
+            return yaml.load(text, Loader=_PY_LOADERS[strings])
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

@@ -28,8 +28,16 @@ class Codes:
     """ICD-10-CM categories, codes or ranges (``S00-T88``), matched by prefix."""
 
     specs: tuple[tuple[str, str], ...]
+    _hits: dict[str, bool] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def matches(self, code: str) -> bool:
+        """Whether the code falls under one of the specs (cached per code)."""
+        hit = self._hits.get(code)
+        if hit is None:
+            hit = self._hits[code] = self._match(code)
+        return hit
+
+    def _match(self, code: str) -> bool:
         key = code.replace(".", "").upper()
         for first, last in self.specs:
             if first == last:
@@ -83,6 +91,9 @@ class Drugs:
     routes: dict[str, tuple[str, ...]]
     therapy: tuple[Therapy, ...]
     _pattern: re.Pattern = field(repr=False)
+    _matched: dict[str, tuple[DrugMatch, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def route(self, line: str) -> str:
         lower = line.lower()
@@ -97,6 +108,12 @@ class Drugs:
 
     def match(self, line: str) -> list[DrugMatch]:
         """The drugs a medication line names, with their classes for the line's route."""
+        found = self._matched.get(line)
+        if found is None:
+            found = self._matched[line] = tuple(self._match(line))
+        return list(found)
+
+    def _match(self, line: str) -> list[DrugMatch]:
         route = self.route(line)
         found = []
         for match in self._pattern.finditer(line.lower()):
@@ -182,10 +199,19 @@ class Exam:
     vitals: tuple[FindingVital, ...]
     diagnoses: tuple[tuple[Codes, frozenset[str]], ...]  # codes -> systems not normal
     source: str
+    _classified: dict[str, tuple[ExamFinding, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def classify(self, text: str) -> tuple[ExamFinding, ...]:
         """The systems a finding speaks for: the table's own statement, or the longest one
-        the finding starts with ("no focal neurologic deficits at present")."""
+        the finding starts with ("no focal neurologic deficits at present"); cached."""
+        found = self._classified.get(text)
+        if found is None:
+            found = self._classified[text] = self._classify(text)
+        return found
+
+    def _classify(self, text: str) -> tuple[ExamFinding, ...]:
         key = text.strip().lower()
         if key in self.findings:
             return self.findings[key]
@@ -218,6 +244,9 @@ class Function:
     caps: tuple[FunctionRule, ...]
     living: tuple[tuple[Codes, tuple[str, ...]], ...]  # codes -> words the statement needs
     source: str
+    _code_bounds: dict[str, tuple[int, int]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def level_of(self, statement: str) -> FunctionLevel | None:
         for level in self.levels.values():
@@ -226,23 +255,35 @@ class Function:
         return None
 
     def bounds(self, codes: list[str]) -> tuple[int, int]:
-        """The lowest and highest level rank the documented codes allow."""
+        """The lowest and highest level rank the documented codes allow: the highest floor
+        and the lowest cap (or living situation) of any code."""
+        low, high = 0, len(self.levels) - 1
+        for code in codes:
+            floor, cap = self._bounds_of(code)
+            low, high = max(low, floor), min(high, cap)
+        return low, high
+
+    def _bounds_of(self, code: str) -> tuple[int, int]:
+        """One code's floor and cap (cached per code)."""
+        found = self._code_bounds.get(code)
+        if found is not None:
+            return found
         low = max(
-            (self.levels[r.level].rank for r in self.floors for c in codes if r.codes.matches(c)),
-            default=0,
+            (self.levels[r.level].rank for r in self.floors if r.codes.matches(code)), default=0
         )
         high = min(
-            (self.levels[r.level].rank for r in self.caps for c in codes if r.codes.matches(c)),
+            (self.levels[r.level].rank for r in self.caps if r.codes.matches(code)),
             default=len(self.levels) - 1,
         )
         for spec, words in self.living:  # a living situation the level must allow
-            if any(spec.matches(c) for c in codes):
+            if spec.matches(code):
                 allowed = [
                     lv.rank
                     for lv in self.levels.values()
                     if any(w in s for s in lv.living for w in words)
                 ]
                 high = min(high, max(allowed, default=-1))
+        self._code_bounds[code] = (low, high)
         return low, high
 
 
@@ -295,6 +336,20 @@ class ClinicalRules:
     exam: Exam
     function: Function
     encounters: EncounterFacts
+    _thresholds_of: dict[str, frozenset[int]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def thresholds_hit(self, codes: list[str]) -> frozenset[int]:
+        """The indices of the thresholds whose codes one of ``codes`` matches."""
+        hit: frozenset[int] = frozenset()
+        for code in codes:
+            found = self._thresholds_of.get(code)
+            if found is None:
+                found = frozenset(i for i, t in enumerate(self.thresholds) if t.codes.matches(code))
+                self._thresholds_of[code] = found
+            hit |= found
+        return hit
 
 
 # -- loading --------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -75,10 +75,18 @@ class Rules:
     intensive: dict[str, str]
     parenteral_controlled: tuple[str, ...]
     bleeding_risk: tuple[str, ...]
+    _hits: dict[tuple[str, str], bool] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def matches(self, group: str, code: str) -> bool:
-        compact = code.replace(".", "").upper()
-        return any(compact.startswith(p.replace(".", "")) for p in self.codes[group])
+        """Whether the code starts with one of the group's prefixes (cached)."""
+        hit = self._hits.get((group, code))
+        if hit is None:
+            compact = code.replace(".", "").upper()
+            hit = any(compact.startswith(p.replace(".", "")) for p in self.codes[group])
+            self._hits[group, code] = hit
+        return hit
 
 
 _BOUND_KEYS = {"above", "below", "above_at_60"}

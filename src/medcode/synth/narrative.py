@@ -243,6 +243,11 @@ class Narrator:
         self.reasons = reasons
         self.side_effects = side_effects
         self._chains: dict[tuple[str, str, str, str], tuple[Parts, ...]] = {}
+        self._term_cache: dict[str, frozenset[str]] = {}
+        self._expand_marks = tuple(
+            (re.compile(rf"(?<![a-z/]){re.escape(short)}(?![a-z/])"), " ".join(words))
+            for short, words in expand.items()
+        )
 
     # -- types -------------------------------------------------------------------------------
 
@@ -644,16 +649,19 @@ class Narrator:
         ]
         return rng.choice(options).text if options else ""
 
-    def _terms(self, text: str) -> set[str]:
-        """Symptom words of a text (shorthand expanded), singular, without filler words."""
-        lower = text.lower()
-        extra = [
-            " ".join(words)
-            for short, words in self.expand.items()
-            if re.search(rf"(?<![a-z/]){re.escape(short)}(?![a-z/])", lower)
-        ]
-        tokens = _WORD.findall(" ".join([lower, *extra]))
-        return {_singular(t) for t in tokens if t not in _NEGATIVE_STOP and len(t) > 2}
+    def _terms(self, text: str) -> frozenset[str]:
+        """Symptom words of a text (shorthand expanded), singular, without filler words;
+        cached per text."""
+        terms = self._term_cache.get(text)
+        if terms is None:
+            lower = text.lower()
+            extra = [words for mark, words in self._expand_marks if mark.search(lower)]
+            tokens = _WORD.findall(" ".join([lower, *extra]))
+            terms = frozenset(
+                _singular(t) for t in tokens if t not in _NEGATIVE_STOP and len(t) > 2
+            )
+            self._term_cache[text] = terms
+        return terms
 
 
 # ---------------------------------------------------------------------------------------------
@@ -695,10 +703,11 @@ def shown(result: Any) -> str:
     return f"{name} {_with_unit(value, unit)}"
 
 
-def facts_for(scenario: Any, index: int) -> ProblemFacts:
+def facts_for(scenario: Any, index: int, present: tuple[str, ...] | None = None) -> ProblemFacts:
     """The narrator's inputs for ``scenario.problems[index]`` from a :class:`Scenario`: the
     problem's printed exam findings, printed results and listed drugs (its concept's, minus
-    those stopped today), and everything the note states as present."""
+    those stopped today), and everything the note states as present (``present``: the
+    scenario's :func:`present_terms`, when the caller has them already)."""
     fact = scenario.problems[index]
     concept = fact.concept
     findings: tuple[str, ...] = ()
@@ -729,7 +738,7 @@ def facts_for(scenario: Any, index: int) -> ProblemFacts:
         labs=tuple(shown(r) for r in results),
         results=tuple(results),
         drugs=tuple(dict.fromkeys(drugs)),
-        present=present_terms(scenario),
+        present=present_terms(scenario) if present is None else present,
     )
 
 

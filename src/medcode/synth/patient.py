@@ -18,6 +18,7 @@ import math
 import random
 import re
 from dataclasses import dataclass, field
+from functools import cache
 
 from medcode.records import Episode, Status, VisitKind
 from medcode.synth.catalog import Catalog, Concept, Form, Measure
@@ -35,7 +36,9 @@ _COURSE = re.compile(
 )
 
 
+@cache
 def is_course(name: str) -> bool:
+    """Whether a medication line is a course (cached: a pure function of the text)."""
     return bool(_COURSE.search(name))
 
 
@@ -205,11 +208,11 @@ def draw_measurements(
         must[measure] = joined
         return True
 
-    for threshold in rules.thresholds:
+    hits = rules.thresholds_hit(codes)
+    for index, threshold in enumerate(rules.thresholds):
         if threshold.presentation_only and discharge:
             continue
-        hit = any(threshold.codes.matches(code) for code in codes)
-        if hit and not narrow(threshold.measure, threshold.range):
+        if index in hits and not narrow(threshold.measure, threshold.range):
             return None
     states = {}
     for fact in facts:

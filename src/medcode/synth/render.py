@@ -508,6 +508,7 @@ class _Storyteller:
         admitted = "hospital" in (decision.risk_statement or "").lower()
         self.setting = narrative.setting_for(scenario.encounter.visit.kind, admitted)
         self.stories = 0
+        self._present: tuple[str, ...] | None = None  # the scenario's present terms, once
 
     def tell(self, index: int, fact: ProblemFact, phrase: str, symptoms: str = "") -> _Told:
         decision, rng, narrator = self.scenario.decision, self.rng, self.narrator
@@ -517,7 +518,9 @@ class _Storyteller:
         kind_type = self.narrative.problem_type(fact, kind, course)
         if not kind_type:
             return _Told()
-        facts = self.narrative.facts_for(self.scenario, index)
+        if self._present is None:
+            self._present = self.narrative.present_terms(self.scenario)
+        facts = self.narrative.facts_for(self.scenario, index, self._present)
         where = self.narrative.subject(fact)
         age = self.scenario.encounter.patient.age
         hpi = ""

@@ -145,6 +145,9 @@ class Sampler:
             self.distractor_pools[name] = WeightedChoice(pool, [c.statuses[status] for c in pool])
         self.rules = shipped_rules()
         self.exclusive = [group for group, _ in self.rules.encounters.exclusive]
+        self._exclusive_pairs = {
+            (a, b) for group in self.exclusive for a in group for b in group if a != b
+        }
         # Acute reasons by visit kind: concepts the kind can be for (catalog reason_for);
         # a condition that worsens (heart failure, COPD) is a visit reason only as the
         # exacerbation of a patient's own condition.
@@ -274,7 +277,7 @@ class Sampler:
         return self.rules.encounters.is_acute_code(code)
 
     def _exclusive(self, a: str, b: str) -> bool:
-        return a != b and any(a in group and b in group for group in self.exclusive)
+        return (a, b) in self._exclusive_pairs
 
     def patient(self, rng: random.Random, patient_id: str, age: int, sex: str) -> PatientRecord:
         """A patient as of the first visit: identity and date of birth, conditions, home
@@ -319,8 +322,9 @@ class Sampler:
         codes = [c.form.code for c in conditions]
         bounds = (19.0, 29.5)
         hard = None
-        for threshold in self.rules.thresholds:
-            if threshold.measure == "bmi" and any(threshold.codes.matches(c) for c in codes):
+        hits = self.rules.thresholds_hit(codes)
+        for index, threshold in enumerate(self.rules.thresholds):
+            if threshold.measure == "bmi" and index in hits:
                 hard = _narrow(hard or threshold.range, threshold.range)
         if hard is not None:
             bounds = hard

@@ -46,6 +46,12 @@ def normalize(code: str) -> str:
     """
     if not isinstance(code, str):
         raise CodeError(str(code), "not a code (expected text such as E11.22)")
+    return _normalized(code)
+
+
+@cache
+def _normalized(code: str) -> str:
+    """:func:`normalize` of a string (cached: a pure function of the text)."""
     compact = code.strip().upper().replace(" ", "")
     if compact.count(".") > 1 or ("." in compact and compact.index(".") != 3):
         raise CodeError(code.strip(), "malformed ICD-10-CM code: the dot goes after 3 characters")
@@ -92,8 +98,16 @@ def is_billable(code: str) -> bool:
 
 def description(code: str) -> str:
     """Tabular description of a code, or of a block (``E08-E13``) or chapter (``4``)."""
+    if isinstance(code, str):
+        return _description(code)
+    return _tabular().get_description(require(code))
+
+
+@cache
+def _description(code: str) -> str:
+    """:func:`description` of a string (cached: the tabular never changes)."""
     tabular = _tabular()
-    if isinstance(code, str) and tabular.is_valid_item(code) and tabular.is_chapter_or_block(code):
+    if tabular.is_valid_item(code) and tabular.is_chapter_or_block(code):
         return tabular.get_description(code)
     return tabular.get_description(require(code))
 
