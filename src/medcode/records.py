@@ -55,6 +55,8 @@ class VisitKind(StrEnum):
     HOSPITAL_SUBSEQUENT = "hospital_subsequent"
     HOSPITAL_DISCHARGE = "hospital_discharge"
     TELEHEALTH = "telehealth"
+    CONSULT = "consult"  # an outpatient consultation at another physician's request
+    PROCEDURE = "procedure"  # a minor office procedure written up as its own note
 
 
 class MDM(StrEnum):

@@ -9,6 +9,7 @@ from medcode.model.retriever import (
     COMBINATION,
     FAMILY,
     FEATURES,
+    HISTORY,
     NEGATED,
     Lexicon,
     Merge,
@@ -134,6 +135,19 @@ def test_lexicon_reads_cues_and_derives_codes(lexicon):
     assert evidence["Z82.5"].derived & FAMILY  # family history of asthma
     combined = lexicon.evidence("T2DM with CKD 3a")
     assert combined["E11.22"].derived & COMBINATION
+
+
+def test_slash_shorthand_reads_as_the_cue_it_stands_for():
+    lexicon = Lexicon()
+    lexicon.add("asthma", ["J45.909"])
+
+    def flags(text: str) -> list[int]:
+        return [m.context for m in lexicon.matches(text)]
+
+    assert flags("w/o asthma") == flags("without asthma") == [NEGATED]
+    assert flags("w/o a b c d asthma") == [NEGATED]  # the shorthand cut by the window's edge
+    assert flags("h/o asthma") == flags("history of asthma") == [HISTORY]
+    assert flags("w/ asthma") == [0]
 
 
 def test_candidates_are_unique_valid_described_and_ordered(retriever):

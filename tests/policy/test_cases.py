@@ -17,7 +17,9 @@ from medcode.records import Encounter
 ASSETS = Path(__file__).parents[1] / "assets"
 CASES = yaml.safe_load((ASSETS / "policy_cases.yaml").read_text())
 CODER_CASES = yaml.safe_load((ASSETS / "policy_cases_coder.yaml").read_text())
-ALL_CASES = CASES + CODER_CASES
+# consultations and minor-procedure notes, by a second independent coder (issue 16)
+VISIT_CASES = yaml.safe_load((ASSETS / "policy_cases_consult_procedure.yaml").read_text())
+ALL_CASES = CASES + CODER_CASES + VISIT_CASES
 
 
 def run_case(case: dict):

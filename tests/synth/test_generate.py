@@ -140,6 +140,18 @@ def test_no_template_variable_is_left_unrendered(rows):
         assert len(text.split()) > 40
 
 
+def test_notes_carry_shorthand_and_a_share_of_artefacts(rows):
+    from medcode.synth.realism import artefacts_in
+    from medcode.synth.texture import shipped_texture
+
+    shorts = [
+        re.compile(rf"(?<![\w/]){re.escape(t.short)}(?![\w/])") for t in shipped_texture().terms
+    ]
+    with_shorthand = sum(any(p.search(row["text"]) for p in shorts) for row in rows)
+    assert with_shorthand > 0.8 * N
+    assert 0.1 * N < sum(bool(artefacts_in(row["text"])) for row in rows) < 0.5 * N
+
+
 def test_held_out_families_never_appear_in_train(rows):
     ood = {(t.note_type, t.family) for t in shipped_templates() if t.ood}
     splits = {row["split"] for row in rows}

@@ -260,6 +260,8 @@ def test_summary_and_card_lines(report):
         "words.office",
         "words.all notes",
         "phrasings",
+        "abbreviations",
+        "artefacts",
     ]
     card = "\n".join(card_lines(report))
     assert card.startswith("## Realism")
@@ -309,3 +311,32 @@ def test_shipped_rules_load_and_are_read_lazily():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"
+
+
+def test_abbreviations_per_100_words():
+    text = note(1, "Pt c/o cough x3 days, w/o fever.", "BP 120/80 mg/dL, f/u PRN.")
+    found = measure([text]).abbreviations
+    # pt, c/o, w/o, BP, f/u, PRN of 12 words; "mg/dL", "x3" and "days" are not abbreviations
+    assert found["words"] == 12 and found["abbreviations"] == 6
+    assert found["per_100_words"] == pytest.approx(50.0)
+    assert dict(map(tuple, found["top"]))["pt"] == 1
+
+
+def test_typos_and_dictation_artefacts():
+    from medcode.synth.realism import artefacts_in
+
+    assert artefacts_in("Plan reveiwed with the patient.") == {"misspelling"}
+    assert artefacts_in("Discussed the the plan.") == {"doubled_word"}
+    assert artefacts_in("Hear for follow-up; check-in in 1 week.") == {"homophone"}
+    assert artefacts_in("Plan reviewed; check-in in 1 week. Here for follow-up.") == set()
+    notes = [note(1, "Plan reveiwed."), note(2, "Plan reviewed."), note(3, "Seen the the day.")]
+    found = measure(notes).artefacts
+    assert found["notes_with_artefact"] == 2 and found["share"] == pytest.approx(2 / 3)
+    assert found["by_kind"] == {"misspelling": 1, "doubled_word": 1}
+
+
+def test_summary_rows_show_abbreviations_and_artefacts(report):
+    rows = {key: (metric, value) for key, metric, value, _ in summary_rows(report)}
+    assert rows["abbreviations"][0] == "abbreviations per 100 words"
+    assert rows["artefacts"] == ("notes with a typo or dictation artefact", "0.0%")
+    assert any("abbreviations per 100 words" in line for line in card_lines(report))

@@ -89,6 +89,10 @@ _FAMILY = frozenset(
         "parents siblings son daughter maternal paternal mom dad"
     )
 )
+# Shorthand the tokeniser splits at its slash ("h/o" -> "h", "o"), read as the cue word it
+# stands for; the texture pass (medcode.synth.texture) writes it.
+SHORTHAND_CUES = {("h", "o"): "history", ("w", "o"): "without"}
+CUE_WORDS = _NEGATION_BEFORE | _NEGATION_AFTER | _UNCERTAIN | _HISTORY | _FAMILY
 
 
 @dataclass(frozen=True)
@@ -413,22 +417,27 @@ def _weight(source: int, n_words: int) -> float:
 
 def _context(tokens: list[str], lines: list[int], start: int, end: int) -> int:
     line = lines[start]
-    before = [tokens[t] for t in range(max(0, start - _BEFORE), start) if lines[t] == line]
-    after = [tokens[t] for t in range(end, min(len(tokens), end + _AFTER)) if lines[t] == line]
+    before = _window(tokens, lines, line, max(0, start - _BEFORE), start)
+    after = _window(tokens, lines, line, end, min(len(tokens), end + _AFTER))
     flags = 0
     if _NEGATION_BEFORE.intersection(before) or _NEGATION_AFTER.intersection(after):
         flags |= NEGATED
     if _UNCERTAIN.intersection(before) or "suspected" in after:
         flags |= UNCERTAIN
-    if _HISTORY.intersection(before) or "history" in after or _h_o(before):
+    if _HISTORY.intersection(before) or "history" in after:
         flags |= HISTORY
     if _FAMILY.intersection(before) or _FAMILY.intersection(after):
         flags |= FAMILY
     return flags
 
 
-def _h_o(before: list[str]) -> bool:
-    return any(a == "h" and b == "o" for a, b in itertools.pairwise(before))
+def _window(tokens: list[str], lines: list[int], line: int, low: int, high: int) -> list[str]:
+    """The words ``low``..``high`` of sentence ``line``, plus the cue word of each slash
+    shorthand among them ("w", "o" -> "without"), one cut by the window's edge included."""
+    found = [tokens[t] for t in range(low, high) if lines[t] == line]
+    edges = range(max(0, low - 1), min(len(tokens), high + 1))
+    wide = [tokens[t] for t in edges if lines[t] == line]
+    return found + [SHORTHAND_CUES[p] for p in itertools.pairwise(wide) if p in SHORTHAND_CUES]
 
 
 @cache

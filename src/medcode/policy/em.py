@@ -82,6 +82,12 @@ def choose(encounter: Encounter) -> Choice:
     patient = EMPatient.NEW if visit.new_patient else EMPatient.ESTABLISHED
     if kind in (VisitKind.OFFICE, VisitKind.TELEHEALTH):
         return _leveled(EMSetting.OFFICE, patient, encounter, "em.office")
+    if kind is VisitKind.CONSULT:  # CPT 2023: 99242-99245, by MDM or total time
+        return _leveled(EMSetting.CONSULT, EMPatient.ANY, encounter, "em.consult")
+    if kind is VisitKind.PROCEDURE:
+        # a minor procedure's global package includes the decision to perform it and the
+        # visit that day (CMS Claims Processing Manual ch. 12 s40.1.C; NCCI manual ch. I)
+        return Choice(None, "em.procedure", "minor procedure: E/M in its global package")
     if kind is VisitKind.EMERGENCY:
         return _leveled(EMSetting.EMERGENCY, EMPatient.ANY, encounter, "em.emergency", False)
     if kind is VisitKind.HOSPITAL_ADMISSION:

@@ -841,6 +841,8 @@ def code(
         )
         facts.append(("visit",))
         draft.step(visit_fact, choice.rule, f"{entry.code}: {choice.reason}")
+    elif choice.reason:  # no E/M by rule (a minor procedure's global package)
+        draft.step(visit_fact, choice.rule, choice.reason)
     for kind, message in claim.warnings:
         draft.warn(kind, "procedures", message)
     for line in claim.removed:

@@ -133,6 +133,16 @@ RULES = _rules(
     ),
     Rule("em.emergency", f"{EM_GUIDELINES}: emergency department", "ED level from MDM"),
     Rule(
+        "em.consult",
+        f"{EM_GUIDELINES}: office or other outpatient consultations",
+        "outpatient consultation 99242-99245 from MDM or total time",
+    ),
+    Rule(
+        "em.procedure",
+        "CMS Claims Processing Manual ch. 12 s40.1.C; NCCI Policy Manual ch. I (global surgery)",
+        "no E/M with a minor procedure: the decision to perform it is in its global package",
+    ),
+    Rule(
         "em.hospital",
         f"{EM_GUIDELINES}: hospital inpatient and observation",
         "hospital admission or subsequent level from MDM or time",

@@ -193,7 +193,9 @@ def _resolve(
             if found != (code,):
                 resolved.rules.append("laterality")
             starts = list(found)
-        else:
+        elif any(lateral(current, other) for other in ("right", "left")):
+            # the category has lateral codes, but not this side (a bilateral M65.4 has none
+            # at all: a documented side is then simply not part of the code, I.B.13)
             resolved.warnings.append(
                 ("laterality", f"{code}: the tabular has no {side} code here; side not coded")
             )

@@ -211,6 +211,14 @@ def check_visit_reason(
 
 
 def _can_be_reason(fact: ProblemFact, state, kind: VisitKind) -> bool:
+    if kind is VisitKind.PROCEDURE:  # an indication of a procedure-visit procedure
+        from medcode.synth.procedure_visits import shipped_procedure_visits
+
+        return fact.concept is not None and any(
+            entry.indication(fact.concept.id) for entry in shipped_procedure_visits().entries
+        )
+    if kind is VisitKind.CONSULT:  # a consultation is for what an office visit can be for
+        kind = VisitKind.OFFICE
     if fact.concept is None:
         return kind in (VisitKind.OFFICE, VisitKind.TELEHEALTH) and not fact.code.startswith("Z")
     if state is not None and kind.value in state.reason_for:
@@ -970,7 +978,8 @@ def check_patient(
                 found.append(
                     _v("continuity", scenario, "new patient after an earlier clinic visit")
                 )
-            seen_clinic = True
+            # (a consultant is another practice)
+            seen_clinic = seen_clinic or visit.kind is not VisitKind.CONSULT
         for fact in scenario.problems:
             if fact.concept is None:
                 continue
@@ -1001,9 +1010,11 @@ def check_patient(
                         f"documented {fact.status.value}",
                     )
                 )
-        if previous is not None:
-            found += _medication_changes(previous, scenario)
-        previous = scenario
+        # a procedure note lists what is given today, not the long-term list
+        if visit.kind is not VisitKind.PROCEDURE:
+            if previous is not None:
+                found += _medication_changes(previous, scenario)
+            previous = scenario
     return found
 
 

@@ -38,6 +38,9 @@ from medcode.terminology import cpt, icd10cm
 
 _CODED = (Status.ACTIVE, Status.CHRONIC, Status.UNCERTAIN)
 _NO_MDM = (VisitKind.PREVENTIVE, VisitKind.ANNUAL_WELLNESS)
+# visits billed without an E/M level: preventive and wellness visits, and a minor procedure
+# (its global package holds the decision to perform it)
+_NO_EM = (*_NO_MDM, VisitKind.PROCEDURE)
 _ICD_PREFIX = re.compile(r"^[A-Z](\d{0,2}|\d{2}\.?[0-9A-Z]{0,4})$")
 
 
@@ -826,7 +829,7 @@ def decide(
         if fact.status in _CODED and not plans[index]:
             plans[index] = rng.choice(_OTHER_PLANS)
 
-    has_mdm = kind not in _NO_MDM
+    has_mdm = kind not in _NO_EM
     level = assessment.level if has_mdm else None
     explicit = has_mdm and kind is not VisitKind.HOSPITAL_DISCHARGE
     explicit = explicit and rng.random() < workload.explicit_mdm
@@ -879,7 +882,7 @@ def _minutes(rng, profile, kind, new_patient, level: MDM | None) -> int | None:
     level's code, sometimes in the next band (a visit billed by time)."""
     if kind is VisitKind.HOSPITAL_DISCHARGE:
         return rng.randint(31, 55) if rng.random() < 0.55 else rng.randint(15, 30)
-    if kind not in (VisitKind.OFFICE, VisitKind.TELEHEALTH) and kind not in (
+    if kind not in (VisitKind.OFFICE, VisitKind.TELEHEALTH, VisitKind.CONSULT) and kind not in (
         VisitKind.HOSPITAL_ADMISSION,
         VisitKind.HOSPITAL_SUBSEQUENT,
     ):

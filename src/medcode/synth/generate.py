@@ -102,8 +102,10 @@ def generate_notes(config: SynthConfig, shard: int, progress=None):
 def generate_scenarios(config: SynthConfig, shard: int, progress=None):
     """Yield ``(scenario, result, text, row)`` for each note of one shard, in order: the
     sampled facts, the policy engine's codes, the rendered text and the row written."""
+    from medcode.synth.phrasings import derived_rng
     from medcode.synth.render import build_context, note_type, strip_marks
     from medcode.synth.sampler import patient_age
+    from medcode.synth.texture import texture
     from medcode.terminology.categories import category_names
 
     world = _world(config)
@@ -137,7 +139,11 @@ def generate_scenarios(config: SynthConfig, shard: int, progress=None):
                 note_split, ood = "test_ood", True
             template = rng.choice(world.templates[(kind, ood)])
             context = build_context(scenario, rng, template.styles, kind, template.family)
-            text, spans = strip_marks(template.template.render(context))
+            # shorthand and dictation artefacts outside the markers (data/synth/texture.yaml)
+            marked = texture(
+                template.template.render(context), template.family, derived_rng(rng, "texture")
+            ).text
+            text, spans = strip_marks(marked)
             codes = []
             for item, facts in zip(result.codes, result.facts, strict=True):
                 evidence = [{"start": s, "end": e} for f in facts for s, e in spans.get(f, ())]

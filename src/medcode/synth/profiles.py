@@ -35,6 +35,7 @@ EM_GROUPS = {
     "office_new": ("office", "new"),
     "office_established": ("office", "established"),
     "emergency": ("emergency", "any"),
+    "consult": ("consult", "any"),
     "hospital_initial": ("hospital", "initial"),
     "hospital_subsequent": ("hospital", "subsequent"),
     "hospital_discharge": ("hospital", "discharge"),
@@ -47,6 +48,7 @@ def em_group(kind: VisitKind, new_patient: bool) -> str | None:
         return "office_new" if new_patient else "office_established"
     return {
         VisitKind.EMERGENCY: "emergency",
+        VisitKind.CONSULT: "consult",
         VisitKind.HOSPITAL_ADMISSION: "hospital_initial",
         VisitKind.HOSPITAL_SUBSEQUENT: "hospital_subsequent",
         VisitKind.HOSPITAL_DISCHARGE: "hospital_discharge",

@@ -25,6 +25,13 @@ facility, signature) and headings alone, as listed in ``data/synth/realism.yaml`
    the notes name that concept. E/M level codes (rule ``em.*``) are left out: their evidence
    is the visit type and the documented medical decision making, not a name. Reported for
    codes with evidence in at least 5 notes: median and 10th percentile.
+7. Abbreviations per 100 words: the words (whitespace-separated, outer punctuation stripped)
+   of the clinician lines that are abbreviations: a word of realism.yaml's ``shorthand`` list
+   or of texture.yaml's short forms ("pt", "h/o", "prn"), or a word that matches its capitals
+   pattern ("BP", "ROS", "A/P"); per 100 words, and the most frequent.
+8. Typos and dictation artefacts: the share of notes whose clinician lines hold a doubled word
+   ("the the"), a misspelling of a texture.yaml word ("reveiwed") or a misheard phrase of
+   texture.yaml ("hear for"). A missing period is not detectable and is not counted.
 
 :func:`classify` adds the synthetic-vs-reference classifier (TF-IDF + logistic regression,
 cross-validated ROC AUC) of the audit.
@@ -88,6 +95,9 @@ class RealismRules:
     left_out: tuple[tuple[str, str], ...]
     cues: tuple[Rule, ...]
     abbreviations: frozenset[str]
+    shorthand: frozenset[str] = frozenset()  # words counted as abbreviations (lower case)
+    capitals: re.Pattern | None = None  # a word matching it counts as an abbreviation
+    doubled: re.Pattern | None = None  # a doubled word
 
     def leaked(self, sentence: str, rules: Iterable[Rule] | None = None) -> list[str]:
         """Names of the code-title qualifiers in a sentence (of ``rules``, default all)."""
@@ -109,6 +119,7 @@ _SECTIONS = {
     "reasoning_cues",
     "abbreviations",
 }
+_OPTIONAL = {"shorthand", "artefacts"}
 
 
 def rules_path() -> Path:
@@ -137,7 +148,7 @@ def _read_rules(path: Path) -> RealismRules:
     missing = sorted(_SECTIONS - set(data))
     if missing:
         raise DataFileError(path, getattr(data, "line", None), f"missing {', '.join(missing)}")
-    unknown = sorted(set(data) - _SECTIONS)
+    unknown = sorted(set(data) - _SECTIONS - _OPTIONAL)
     if unknown:
         raise DataFileError(path, getattr(data, "line", None), f"unknown key(s) {unknown}")
     excluded = data["excluded_lines"]
@@ -158,6 +169,7 @@ def _read_rules(path: Path) -> RealismRules:
         left_out.append((str(item["phrase"]), str(item["reason"])))
     qualifiers = _rules(path, data, "code_title_qualifiers", needs="source")
     cues = _rules(path, data, "reasoning_cues", needs=None)
+    shorthand, capitals, doubled = _shorthand(path, data)
     return RealismRules(
         path=str(path),
         header_lines=header,
@@ -168,7 +180,34 @@ def _read_rules(path: Path) -> RealismRules:
         left_out=tuple(left_out),
         cues=cues,
         abbreviations=frozenset(a.lower().rstrip(".") for a in abbreviations),
+        shorthand=shorthand,
+        capitals=capitals,
+        doubled=doubled,
     )
+
+
+def _shorthand(
+    path: Path, data: dict
+) -> tuple[frozenset[str], re.Pattern | None, re.Pattern | None]:
+    """The optional ``shorthand`` (words, capitals pattern) and ``artefacts`` (doubled-word
+    pattern) sections."""
+    section = data.get("shorthand") or {}
+    words = section.get("words", [])
+    if not isinstance(section, dict) or not isinstance(words, list):
+        raise DataFileError(path, getattr(section, "line", None), "shorthand: words: a list")
+    patterns = []
+    for key, parent, name in (
+        ("shorthand", section, "capitals"),
+        ("artefacts", data.get("artefacts") or {}, "doubled_word"),
+    ):
+        source = parent.get(name) if isinstance(parent, dict) else None
+        try:
+            flags = 0 if name == "capitals" else re.IGNORECASE
+            patterns.append(re.compile(str(source), flags) if source else None)
+        except re.error as exc:
+            line = getattr(parent, "line", None)
+            raise DataFileError(path, line, f"{key}: {name}: bad pattern ({exc})") from None
+    return frozenset(str(w).lower() for w in words), patterns[0], patterns[1]
 
 
 def _entries(path: Path, data: dict, key: str) -> list:
@@ -246,25 +285,32 @@ def clinician_lines(text: str, rules: RealismRules | None = None) -> list[str]:
     a letter, registration data, signatures and headings alone (see realism.yaml), and
     without the note header: the lines above the last registration line among the first
     ``header_lines`` lines, up to the first blank line after a registration line."""
-    rules = rules or load_rules()
     lines = [line.strip() for line in text.splitlines()]
+    return [line for line, keep in zip(lines, clinician_mask(lines, rules), strict=True) if keep]
+
+
+def clinician_mask(lines: list[str], rules: RealismRules | None = None) -> list[bool]:
+    """For each line of a note, whether it is a clinician line (see :func:`clinician_lines`)."""
+    rules = rules or load_rules()
+    lines = [line.strip() for line in lines]
     header_end = 0
     for index, line in enumerate(lines[: rules.header_lines]):
         if not line and header_end:
             break
         if line and _is_excluded(line, rules.registration):
             header_end = index + 1
-    kept = []
-    for line in lines[header_end:]:
-        if not line or not _LETTER.search(line):
-            continue
-        if any(
-            _is_excluded(line, group)
-            for group in (rules.registration, rules.signature, rules.headings)
-        ):
-            continue
-        kept.append(line)
-    return kept
+    mask = []
+    for index, line in enumerate(lines):
+        mask.append(
+            index >= header_end
+            and bool(line)
+            and bool(_LETTER.search(line))
+            and not any(
+                _is_excluded(line, group)
+                for group in (rules.registration, rules.signature, rules.headings)
+            )
+        )
+    return mask
 
 
 def normalise_line(line: str) -> str:
@@ -334,6 +380,8 @@ class RealismReport:
     words: dict = field(default_factory=dict)
     phrasings: dict = field(default_factory=dict)
     excluded_rule: str = ""
+    abbreviations: dict = field(default_factory=dict)
+    artefacts: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -361,6 +409,10 @@ class RealismMeter:
         self.words: dict[str, list[int]] = defaultdict(list)
         self.code_notes: Counter[tuple[str, str]] = Counter()
         self.code_phrasings: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.clinician_words = 0
+        self.shorthand: Counter[str] = Counter()
+        self.artefact_kinds: Counter[str] = Counter()  # kind -> notes with one
+        self.notes_with_artefact = 0
 
     def add(self, text: str, note_type: str | None = None, codes: Iterable[dict] = ()) -> None:
         self.notes += 1
@@ -392,6 +444,7 @@ class RealismMeter:
         cues = self.rules.reasons(body)
         self.notes_with_reasoning += bool(cues)
         self.cue_notes.update(cues)
+        self._texture(lines)
         self.words[note_type or "all notes"].append(len(text.split()))
         seen = set()
         for item in codes or ():
@@ -404,6 +457,24 @@ class RealismMeter:
                     self.code_phrasings[key].add(said)
             seen.add(key)
         self.code_notes.update(seen)
+
+    def _texture(self, lines: list[str]) -> None:
+        """Count the abbreviations and the artefacts of a note's clinician lines."""
+        known = self.rules.shorthand | _texture_words()[0]
+        capitals = self.rules.capitals
+        for line in lines:
+            for token in line.split():
+                word = token.strip(_EDGE_PUNCT)
+                if not word:
+                    continue
+                self.clinician_words += 1
+                if capitals is not None and capitals.fullmatch(word):
+                    self.shorthand[word] += 1
+                elif word.lower() in known:
+                    self.shorthand[word.lower()] += 1
+        kinds = artefacts_in("\n".join(lines), self.rules)
+        self.artefact_kinds.update(kinds)
+        self.notes_with_artefact += bool(kinds)
 
     def report(self) -> RealismReport:
         notes = self.notes
@@ -466,6 +537,19 @@ class RealismMeter:
             reasoning=reasoning,
             words=words,
             phrasings=self._phrasings(),
+            abbreviations={
+                "words": self.clinician_words,
+                "abbreviations": sum(self.shorthand.values()),
+                "per_100_words": 100 * sum(self.shorthand.values()) / self.clinician_words
+                if self.clinician_words
+                else 0.0,
+                "top": [[word, count] for word, count in self.shorthand.most_common(TOP)],
+            },
+            artefacts={
+                "notes_with_artefact": self.notes_with_artefact,
+                "share": self.notes_with_artefact / notes if notes else 0.0,
+                "by_kind": dict(self.artefact_kinds.most_common()),
+            },
             excluded_rule=(
                 f"registration and heading lines as listed in {Path(self.rules.path).name} "
                 "(excluded_lines) are left out"
@@ -500,6 +584,30 @@ class RealismMeter:
             for system, code in poorest[:5]
         ]
         return result
+
+
+@cache
+def _texture_words() -> tuple[frozenset[str], frozenset[str], tuple[re.Pattern, ...]]:
+    """texture.yaml's short forms (lower case), misspellings and misheard phrases."""
+    from medcode.synth.texture import _whole, shipped_texture
+
+    rules = shipped_texture()
+    shorts = frozenset(term.short.lower() for term in rules.terms)
+    return shorts, rules.misspellings, tuple(_whole(h.wrong) for h in rules.homophones)
+
+
+def artefacts_in(text: str, rules: RealismRules | None = None) -> set[str]:
+    """The kinds of artefact a text holds: ``doubled_word``, ``misspelling``, ``homophone``."""
+    rules = rules or load_rules()
+    _, misspellings, misheard = _texture_words()
+    found = set()
+    if rules.doubled is not None and rules.doubled.search(text):
+        found.add("doubled_word")
+    if any(word in misspellings for word in _WORD.findall(text.lower())):
+        found.add("misspelling")
+    if any(pattern.search(text) for pattern in misheard):
+        found.add("homophone")
+    return found
 
 
 def measure(
@@ -768,6 +876,31 @@ def summary_rows(report: RealismReport) -> list[tuple[str, str, str, str]]:
         )
     else:
         rows.append(("phrasings", label, "n/a", "no code has evidence in enough notes"))
+    ab = report.abbreviations
+    if ab:
+        top = ", ".join(f"{word} {n}" for word, n in ab["top"][:5])
+        rows.append(
+            (
+                "abbreviations",
+                "abbreviations per 100 words",
+                f"{ab['per_100_words']:.1f}",
+                f"{ab['abbreviations']:,} of {ab['words']:,} clinician-line words"
+                + (f"; {top}" if top else ""),
+            )
+        )
+    ar = report.artefacts
+    if ar:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in ar["by_kind"].items())
+        rows.append(
+            (
+                "artefacts",
+                "notes with a typo or dictation artefact",
+                f"{ar['share']:.1%}",
+                f"{ar['notes_with_artefact']:,} of {report.notes:,} notes"
+                + (f"; {kinds}" if kinds else "")
+                + " (missing periods not detectable)",
+            )
+        )
     return rows
 
 

@@ -24,7 +24,16 @@ from medcode.synth.scenario import ProblemFact, Scenario
 OPEN, SEP, CLOSE = "\ue000", "\ue001", "\ue002"
 _MARK = re.compile(f"{OPEN}([^{SEP}]*){SEP}([^{CLOSE}]*){CLOSE}")
 
-NOTE_TYPES = ("office_progress", "new_patient_hp", "preventive", "ed", "discharge", "telehealth")
+NOTE_TYPES = (
+    "office_progress",
+    "new_patient_hp",
+    "preventive",
+    "ed",
+    "discharge",
+    "telehealth",
+    "consult",
+    "procedure",
+)
 
 
 def note_type(kind: VisitKind, new_patient: bool) -> str:
@@ -38,6 +47,8 @@ def note_type(kind: VisitKind, new_patient: bool) -> str:
         VisitKind.EMERGENCY: "ed",
         VisitKind.HOSPITAL_DISCHARGE: "discharge",
         VisitKind.HOSPITAL_ADMISSION: "new_patient_hp",
+        VisitKind.CONSULT: "consult",
+        VisitKind.PROCEDURE: "procedure",
     }[kind]
 
 
@@ -131,6 +142,8 @@ _KIND_HEADERS = {
     VisitKind.HOSPITAL_DISCHARGE: ("discharge summary", "hospital discharge"),
     VisitKind.HOSPITAL_ADMISSION: ("admission history and physical",),
     VisitKind.HOSPITAL_SUBSEQUENT: ("hospital progress note",),
+    VisitKind.CONSULT: ("consultation", "outpatient consultation", "consult note"),
+    VisitKind.PROCEDURE: ("procedure note", "office procedure note", "procedure"),
 }
 _NEW_HEADERS = {
     VisitKind.OFFICE: ("new patient office visit", "new patient evaluation", "initial visit"),
@@ -389,6 +402,27 @@ def build_context(
     if "bp_systolic" in vitals and "bp_diastolic" in vitals:
         bp = mark("vitals.bp", f"{vitals['bp_systolic'].value}/{vitals['bp_diastolic'].value}")
     reason = problems[0].text if problems else header
+    from medcode.synth.course import course_context
+
+    # the hospital/ED course, surgical and social history and a carried-forward problem list
+    # (data/synth/hospital_course.yaml), from a generator of their own: text around the facts
+    course = course_context(
+        scenario,
+        derived_rng(rng, "course"),
+        note_type=note_type_name,
+        family=family,
+        problems=problems,
+        resolved=resolved,
+        vitals_line=vitals_line,
+        pronoun=pronoun,
+        possessive=possessive,
+    )
+    consult = None
+    if visit.kind is VisitKind.CONSULT:
+        consult = _consult(scenario, derived_rng(rng, "consult"))
+    operation = None
+    if visit.kind is VisitKind.PROCEDURE and procedures:
+        operation = _operation(scenario, derived_rng(rng, "operation"), procedures)
     return _namespaces(
         {
             "note": {"type": note_type_name, "family": family},
@@ -420,6 +454,11 @@ def build_context(
                 "time_statement": time_statement,
             },
             "reason": reason,
+            # a consultation: the specialty, who asked and why (None for other visits)
+            "consult": consult,
+            # a procedure note's sections (None for other visits): the procedure, its
+            # indication and site, anesthesia, technique, findings, injectate, aftercare
+            "operation": operation,
             # the history of present illness: onset, course and pertinent negatives of the
             # problems the visit addresses (data/synth/narrative.yaml), "" when none
             "story": " ".join(p.story for p in problems if p.story),
@@ -457,6 +496,7 @@ def build_context(
             "general": _general(scenario),
             "function": scenario.function or "independent in ADLs and IADLs",
             "living": scenario.living or "lives independently",
+            "course": course,
             "mdm": {
                 "statement": mdm_statement,
                 "problems": decision.problems_level,
@@ -467,6 +507,56 @@ def build_context(
             },
         }
     )
+
+
+def _consult(scenario: Scenario, rng: random.Random) -> dict[str, str]:
+    """Who requested the consultation, the consultant's specialty (from the reason's
+    domain, data/synth/specialties.yaml) and the report back: a consultation is requested by
+    another physician, rendered, and reported back (AMA CPT consultation codes)."""
+    from medcode.synth.specialties import shipped_specialties
+
+    reason = next((f for f in scenario.problems if f.concept is not None), None)
+    domain = reason.concept.domain if reason is not None else "symptoms"
+    specialty = shipped_specialties().get(domain, "internal medicine")
+    requesting = scenario.referring or "the primary care physician"
+    return {
+        "specialty": specialty,
+        "Specialty": specialty[:1].upper() + specialty[1:],
+        "requesting": requesting,
+        "request": rng.choice(
+            (
+                f"Consultation requested by {requesting} (primary care)",
+                f"Referred by {requesting}, primary care, for consultation",
+                f"Seen at the request of {requesting}",
+            )
+        ),
+        "report": rng.choice(
+            (
+                f"Thank you for this consultation. My recommendations were sent to {requesting}.",
+                f"A copy of this consultation is sent to {requesting}.",
+                f"Recommendations communicated to the referring physician, {requesting}.",
+            )
+        ),
+    }
+
+
+def _operation(scenario: Scenario, rng: random.Random, procedures: list[str]) -> dict | None:
+    """A procedure note's sections (data/synth/procedure_visits.yaml) for the encounter's
+    first procedure and its indication, with the printed procedure name."""
+    from medcode.synth.procedure_visits import shipped_procedure_visits
+
+    encounter = scenario.encounter
+    entry = shipped_procedure_visits().by_code(encounter.procedures[0].code)
+    if entry is None:
+        return None
+    fact = next(
+        (f for f in scenario.problems if f.concept and entry.indication(f.concept.id)), None
+    )
+    if fact is None:
+        return None
+    form = next((f for f in fact.concept.forms if f.code == fact.code), None)
+    written = entry.write(rng, fact.concept.id, fact.side, form.attributes if form else {})
+    return {"name": procedures[0], **vars(written)}
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,7 @@ class Sampler:
             if any(state.acute for state in control.states.values())
         }
         self.acute_pools = {}
-        for kind in {v.kind.value for v in profile.visits}:
+        for kind in {_REASON_KIND.get(v.kind, v.kind).value for v in profile.visits}:
             pool = [
                 c
                 for c in self.concepts
@@ -440,6 +440,10 @@ class Sampler:
         option = self._visit_option(rng, age, patient)
         kind, setting = option.kind, option.setting
         preventive = kind in (VisitKind.PREVENTIVE, VisitKind.ANNUAL_WELLNESS)
+        # a consultation and a procedure visit are for what an office visit can be for
+        reason_kind = _REASON_KIND.get(kind, kind)
+        procedure_visit = kind is VisitKind.PROCEDURE
+        simple = simple or procedure_visit  # the procedure's indication, nothing else
         hospital = kind in (VisitKind.EMERGENCY, VisitKind.HOSPITAL_DISCHARGE)
         new_patient = self._new_patient(rng, kind, patient)
         facts: list[ProblemFact] = []
@@ -505,21 +509,27 @@ class Sampler:
         # the reason for the visit: an injury follow-up, an exacerbation of one of the
         # patient's conditions, or an acute problem the visit kind can be for
         reason = None
-        if not preventive:
+        performed = None
+        if procedure_visit:
+            drawn = self._procedure_reason(rng, band, sex, patient, add, have)
+            if drawn is None:
+                return None
+            reason, performed = drawn
+        elif not preventive:
             if kind is VisitKind.OFFICE and pending is not None and rng.random() < 0.7:
                 follow_up = pending
                 reason = add(
                     pending.concept, Status.ACTIVE, pending.form, pending.side, Episode.SUBSEQUENT
                 )
             elif hospital or rng.random() < profile.acute_visit:
-                flares = self._flares(patient, kind)
+                flares = self._flares(patient, reason_kind)
                 if flares and rng.random() < (0.35 if hospital else 0.2):
                     condition, state, form = rng.choice(flares)
                     reason = add(
                         condition.concept, Status.ACTIVE, form, condition.side, control=state
                     )
                 else:
-                    concept = self._acute_concept(rng, band, sex, kind, have | used)
+                    concept = self._acute_concept(rng, band, sex, reason_kind, have | used)
                     if concept is not None:
                         uncertain = (
                             concept.statuses.get(Status.UNCERTAIN, 0) > 0
@@ -533,6 +543,8 @@ class Sampler:
         conditions = patient.conditions
         if preventive and not simple:
             addressed = list(conditions)
+        elif procedure_visit:
+            addressed = []
         else:
             most = 1 if simple else rng.choice((1, 1, 2, 2, 3, 4))
             addressed = rng.sample(conditions, min(len(conditions), most))
@@ -542,10 +554,10 @@ class Sampler:
             not preventive
             and reason is None
             and addressed
-            and kind.value not in addressed[0].concept.reason_for
+            and reason_kind.value not in addressed[0].concept.reason_for
             and addressed[0].form.code.startswith("Z")
         ):
-            concept = self._acute_concept(rng, band, sex, kind, have | used)
+            concept = self._acute_concept(rng, band, sex, reason_kind, have | used)
             if concept is None:
                 return None
             reason = add(concept, Status.ACTIVE)
@@ -563,7 +575,7 @@ class Sampler:
                 if concept.id not in used and not clash and rng.random() < chance:
                     add(concept, Status.ACTIVE)
         if not facts and not preventive:  # a visit always has a reason
-            concept = self._acute_concept(rng, band, sex, kind, have | used)
+            concept = self._acute_concept(rng, band, sex, reason_kind, have | used)
             if concept is None:
                 return None
             add(concept, Status.ACTIVE)
@@ -577,13 +589,18 @@ class Sampler:
                 pool = self.distractor_pools[name]
                 if pool and rng.random() < profile.distractors[name]:
                     concept = pool.pick(rng)
+                    # never denies a symptom the note reports (of a suspected diagnosis)
+                    reported = {code for f in facts for code in f.symptoms}
                     if (
                         concept.id not in used
                         and concept.id not in have
                         and concept.sex.get(sex, 1) > 0
+                        and not any(form.code in reported for form in concept.forms)
                     ):
                         add(concept, _DISTRACTOR_STATUS[name])
         self._drop_integral(facts, problems)
+        if kind is VisitKind.CONSULT and not self._consult_first(facts, problems):
+            return None
 
         # medicines: the patient's long-term list, short courses for today's acute
         # problems, and the starts and stops today's problems call for
@@ -609,7 +626,8 @@ class Sampler:
                 if self._acute_code(form.code):  # followed later as its chronic form
                     form = self._condition(rng, concept, chronic=True).form
                 new_conditions.append(Condition(concept, form, fact.side))
-                if not preventive and rng.random() < 0.7:  # a preventive visit starts nothing
+                # a preventive or procedure visit starts no long-term medicine
+                if not preventive and not procedure_visit and rng.random() < 0.7:
                     for option in concept.medications:
                         if not is_course(option.name) and current.add(option.name):
                             changes.append(MedicationChange("start", option.name, index))
@@ -637,7 +655,7 @@ class Sampler:
         }
         started: list[tuple[str, str]] = []
         noted = [c for c in (*patient.conditions, *new_conditions) if c.concept.id in addressed_ids]
-        if not preventive:  # a preventive visit starts nothing (that would be a problem visit)
+        if not preventive and not procedure_visit:  # (that would be a problem visit)
             self._therapy(current, noted, age, rng, started, forms_now)
         for concept_id, name in started:
             changes.append(MedicationChange("start", name, addressed_ids[concept_id]))
@@ -650,7 +668,8 @@ class Sampler:
             self._stop_one(rng, current, courses, facts, addressed_ids, age, changes, forms_now)
         long_term = [n for n in current.names if n not in courses]
         medications, encounter_meds, classes = [], [], set()
-        for name in long_term + courses:
+        # a procedure note lists what is given today, not the long-term list (no Z79)
+        for name in courses if procedure_visit else long_term + courses:
             path = None
             drug_class = self.policy_class.get(name)
             if name not in courses and drug_class and drug_class not in classes:
@@ -659,7 +678,9 @@ class Sampler:
                 encounter_meds.append(Medication(drug_class, name))
             medications.append(MedicationFact(name, path, name in courses))
 
-        procedures = self._procedures(rng, facts, age, day, kind)
+        procedures = self._procedures(rng, facts, age, day, kind, others=not procedure_visit)
+        if performed is not None:
+            procedures.insert(0, performed)
         measured = draw_measurements(
             rng,
             self.catalog,
@@ -731,7 +752,10 @@ class Sampler:
             vitals=vitals,
             exam=exam,
             patient=patient.identity,
-            provider=self.identities.provider(rng) if hospital_setting else patient.provider,
+            # a consultant or a hospital physician, else the patient's own doctor
+            provider=self.identities.provider(rng)
+            if hospital_setting or kind is VisitKind.CONSULT
+            else patient.provider,
             facility=patient.hospital if hospital_setting else patient.clinic,
             visit_date=day.isoformat(),
             decision=decision,
@@ -739,6 +763,7 @@ class Sampler:
             medication_changes=changes,
             function=statement,
             living=living,
+            referring=patient.provider if kind is VisitKind.CONSULT else "",
         )
         injury = (
             reason is not None
@@ -760,8 +785,8 @@ class Sampler:
                 )
             elif follow_up is not None:
                 patient.pending_injury = None
-            if setting is Setting.OUTPATIENT:
-                patient.seen_clinic = True
+            if setting is Setting.OUTPATIENT and kind is not VisitKind.CONSULT:
+                patient.seen_clinic = True  # (a consultant is another practice)
             if kind is VisitKind.ANNUAL_WELLNESS:
                 patient.awv_done = True
             patient.level, patient.function, patient.living = level, statement, living
@@ -808,6 +833,66 @@ class Sampler:
             return None, condition.form
         state, form = rng.choices(options, weights=[s.weight for s, _ in options])[0]
         return state.name, form
+
+    def _consult_first(self, facts: list[ProblemFact], problems: list[Problem]) -> bool:
+        """A consultation is for a problem of a specialty (data/synth/specialties.yaml): the
+        first such problem becomes the reason, listed first; False when there is none."""
+        from medcode.synth.specialties import GENERALIST, shipped_specialties
+
+        specialties = shipped_specialties()
+        for index, fact in enumerate(facts):
+            concept = fact.concept
+            if (
+                concept is not None
+                and fact.status in (Status.ACTIVE, Status.CHRONIC, Status.UNCERTAIN)
+                and not fact.code.startswith("Z")
+                and specialties.get(concept.domain, GENERALIST) != GENERALIST
+            ):
+                facts.insert(0, facts.pop(index))
+                problems.insert(0, problems.pop(index))
+                return True
+        return False
+
+    def _procedure_reason(self, rng, band, sex, patient: PatientRecord, add, have: set[str]):
+        """A procedure visit's indication and procedure (data/synth/procedure_visits.yaml):
+        one of the patient's own conditions a procedure treats, or a new problem drawn by the
+        procedure's weight and the concept's prevalence. (fact, CPT code) or None."""
+        from medcode.synth.procedure_visits import shipped_procedure_visits
+
+        table = shipped_procedure_visits()
+        own = [
+            (condition, entry)
+            for condition in patient.conditions
+            if condition.side in (None, "right", "left")
+            for entry in table.entries
+            if entry.indication(condition.concept.id)
+        ]
+        if own and rng.random() < 0.5:
+            condition, entry = rng.choice(own)
+            fact = add(condition.concept, Status.CHRONIC, condition.form, condition.side)
+            return fact, entry.code
+        pairs, weights = [], []
+        for entry in table.entries:
+            for indication in entry.indications:
+                concept = self.catalog.concepts[indication.concept]
+                weight = (
+                    entry.weight
+                    / len(entry.indications)
+                    * concept.prevalence.get(band, 0)
+                    * concept.sex.get(sex, 1)
+                )
+                clash = concept.id in have or any(self._exclusive(concept.id, e) for e in have)
+                if weight > 0 and not clash:
+                    pairs.append((entry, concept))
+                    weights.append(weight)
+        if not pairs:
+            return None
+        entry, concept = rng.choices(pairs, weights=weights)[0]
+        sides = [s for s in concept.laterality if s in ("right", "left")]
+        fact = add(concept, Status.ACTIVE, side=rng.choice(sides) if sides else None)
+        if concept.domain == "injury":  # its external cause, a tetanus booster
+            self._companions(rng, fact, add, {concept.id}, sex)
+        return fact, entry.code
 
     def _acute_concept(self, rng, band, sex, kind, exclude: set[str]) -> Concept | None:
         pool = self.acute_pools.get((band, sex, kind.value))
@@ -866,9 +951,12 @@ class Sampler:
             changes.append(MedicationChange("stop", name, addressed_ids.get(owners[name])))
             return
 
-    def _procedures(self, rng, facts, age: int, day: dt.date, kind: VisitKind) -> list[str]:
+    def _procedures(
+        self, rng, facts, age: int, day: dt.date, kind: VisitKind, others: bool = True
+    ) -> list[str]:
         """Procedures of today's problems; a vaccine with its one product (valid on the date
-        of service) and its administration code."""
+        of service) and its administration code. ``others=False``: the vaccines only (a
+        procedure visit does the one procedure it is for)."""
         if kind is VisitKind.TELEHEALTH:  # nothing hands-on happens over video
             return []
         from medcode.policy.procedures import shipped_procedure_rules
@@ -899,6 +987,8 @@ class Sampler:
                     if validity is not None and day > validity.valid_until:
                         product = validity.replaced_by
                 vaccines.append((concept, product))
+                continue
+            if not others:
                 continue
             if concept.forms and all(f.code.startswith(_SCREENING) for f in concept.forms):
                 # a screening is coded when it is done: exactly one of its tests, performed
@@ -982,7 +1072,12 @@ class Sampler:
     def _new_patient(self, rng: random.Random, kind: VisitKind, patient: PatientRecord) -> bool:
         """New (no visit in the past three years) only at the first clinic visit; an
         annual wellness visit is 'new' (initial, G0438) only once."""
-        if kind in (VisitKind.EMERGENCY, VisitKind.HOSPITAL_DISCHARGE):
+        if kind in (
+            VisitKind.EMERGENCY,
+            VisitKind.HOSPITAL_DISCHARGE,
+            VisitKind.CONSULT,  # new or established does not apply to a consultation
+            VisitKind.PROCEDURE,  # no E/M
+        ):
             return False
         if kind is VisitKind.ANNUAL_WELLNESS:
             return not patient.awv_done and rng.random() < 0.35
@@ -1014,6 +1109,9 @@ def _narrow(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, floa
 
 
 # an injury seen in the office: mostly new, sometimes the follow-up of one treated elsewhere
+# visit kinds whose reason is drawn as an office visit's: a consultation is for what a
+# patient sees a doctor for; a procedure visit's indication comes from procedure_visits.yaml
+_REASON_KIND = {VisitKind.CONSULT: VisitKind.OFFICE, VisitKind.PROCEDURE: VisitKind.OFFICE}
 _EPISODE_WEIGHTS = {Episode.INITIAL: 0.7, Episode.SUBSEQUENT: 0.25, Episode.SEQUELA: 0.05}
 _INFUSION = re.compile(r"\bIV\b|infusion|per pharmacy|bolus", re.IGNORECASE)
 

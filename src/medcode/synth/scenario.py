@@ -98,3 +98,4 @@ class Scenario:
     medication_changes: list[MedicationChange] = field(default_factory=list)
     function: str = ""  # functional status statement (data/synth/findings.yaml levels)
     living: str = ""  # living situation statement
+    referring: str = ""  # a consultation: the physician who requested it (the patient's own)

@@ -44,13 +44,22 @@ CONTEXT = frozenset(
         "general",
         "function",
         "living",
+        "course",
         "say",
+        "consult",
+        "operation",
     }
 )
 # Gold codes are built from these: a template that leaves one out would drop evidence.
 REQUIRED = frozenset(
     {"visit", "problems", "history", "family_history", "medications", "procedures", "mdm"}
 )
+# ... except what a note type never documents: a procedure note has no E/M (no MDM) and a
+# consultation's and a procedure note's own sections
+REQUIRED_BY_TYPE = {
+    "procedure": (REQUIRED - {"mdm"}) | {"operation"},
+    "consult": REQUIRED | {"consult"},
+}
 
 
 @dataclass(frozen=True)
@@ -123,7 +132,7 @@ def load_templates(folder: str | Path | None = None, *, user: bool = False) -> l
                 f"unknown template variable {unknown[0]!r}; available: "
                 f"{', '.join(sorted(CONTEXT))}",
             )
-        missing = sorted(REQUIRED - names)
+        missing = sorted(REQUIRED_BY_TYPE.get(entry["note_type"], REQUIRED) - names)
         if missing:
             raise DataFileError(
                 path,

@@ -54,6 +54,7 @@ class EMSetting(StrEnum):
     PREVENTIVE = "preventive"
     ANNUAL_WELLNESS = "annual_wellness"
     CARE_MANAGEMENT = "care_management"
+    CONSULT = "consult"
 
 
 class EMPatient(StrEnum):
