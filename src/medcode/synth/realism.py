@@ -276,8 +276,30 @@ _WORD = re.compile(r"[a-z0-9]+(?:['’/-][a-z0-9]+)*")
 _EDGE_PUNCT = " \t\n.,;:-–—()[]\"'"
 
 
-def _is_excluded(line: str, rules: tuple[Rule, ...]) -> bool:
-    return any(rule.regex.search(line) for rule in rules)
+class _AnyOf:
+    """Searches with each of a group's rules in turn (the fallback of :func:`_any_of`)."""
+
+    def __init__(self, patterns: tuple[re.Pattern, ...]) -> None:
+        self.patterns = patterns
+
+    def search(self, line: str) -> bool | None:
+        return next((True for p in self.patterns if p.search(line)), None)
+
+
+@cache
+def _any_of(rules: tuple[Rule, ...]) -> re.Pattern | _AnyOf:
+    """One pattern that matches where any rule's does (each keeps its own case flag), or a
+    rule-by-rule search where they cannot be joined (groups by name or number, inline flags)."""
+    patterns = tuple(rule.regex for rule in rules)
+    parts = []
+    for pattern in patterns:
+        if re.search(r"\(\?P|\\\d|\(\?[aiLmsux-]", pattern.pattern):
+            return _AnyOf(patterns)
+        parts.append(f"(?{'i' if pattern.flags & re.IGNORECASE else '-i'}:{pattern.pattern})")
+    try:
+        return re.compile("|".join(parts) or r"(?!)")
+    except re.error:
+        return _AnyOf(patterns)
 
 
 def clinician_lines(text: str, rules: RealismRules | None = None) -> list[str]:
@@ -293,24 +315,21 @@ def clinician_mask(lines: list[str], rules: RealismRules | None = None) -> list[
     """For each line of a note, whether it is a clinician line (see :func:`clinician_lines`)."""
     rules = rules or load_rules()
     lines = [line.strip() for line in lines]
+    registration = _any_of(rules.registration)
     header_end = 0
     for index, line in enumerate(lines[: rules.header_lines]):
         if not line and header_end:
             break
-        if line and _is_excluded(line, rules.registration):
+        if line and registration.search(line):
             header_end = index + 1
-    mask = []
-    for index, line in enumerate(lines):
-        mask.append(
-            index >= header_end
-            and bool(line)
-            and bool(_LETTER.search(line))
-            and not any(
-                _is_excluded(line, group)
-                for group in (rules.registration, rules.signature, rules.headings)
-            )
-        )
-    return mask
+    excluded = _any_of((*rules.registration, *rules.signature, *rules.headings))
+    return [
+        index >= header_end
+        and bool(line)
+        and bool(_LETTER.search(line))
+        and not excluded.search(line)
+        for index, line in enumerate(lines)
+    ]
 
 
 def normalise_line(line: str) -> str:
