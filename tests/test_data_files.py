@@ -122,3 +122,18 @@ def test_every_code_is_valid(path):
         if system is None and all(s is not System.ICD10CM for s, _ in found):
             invalid.append(f"{where}: {code} is not an ICD-10-CM code")
     assert not invalid, "\n".join(invalid)
+
+
+def test_an_item_cut_at_a_comma_in_a_flow_list_is_an_error(tmp_path):
+    """'[lipid panel (HDL, LDL)]' reads as two items; the loader names the file and line."""
+    from medcode.errors import DataFileError
+
+    path = tmp_path / "cut.yaml"
+    path.write_text('ok: ["quoted (a, b)", plain (c)]\ncut:\n  - [lipid panel (HDL, LDL)]\n')
+    with pytest.raises(DataFileError, match=r"cut\.yaml:3: .*unbalanced brackets in 'lipid"):
+        load_yaml(path)
+    path.write_text("map: {source: WHO ATC C09AA (ACE inhibitors, plain)}\n")
+    with pytest.raises(DataFileError, match=r":1: .*quote the item"):
+        load_yaml(path, strings=True)
+    path.write_text('ok: ["quoted (a, b)", plain (c)]\nblock:\n  - a (b, c)\n')
+    assert load_yaml(path)["block"] == ["a (b, c)"]

@@ -25,7 +25,32 @@ class LineDict(dict):
     line: int = 0
 
 
+def _check_flow(node: yaml.Node) -> None:
+    """A plain item of a flow collection ([a, b] or {k: v}) with unbalanced brackets was
+    cut at a comma it meant to keep ("[lipid panel (HDL, LDL)]"): the item must be quoted."""
+    if not node.flow_style:
+        return
+    children = node.value if isinstance(node, yaml.SequenceNode) else [v for _, v in node.value]
+    for child in children:
+        if isinstance(child, yaml.ScalarNode) and not child.style:  # plain (libyaml: "")
+            text = child.value
+            if text.count("(") != text.count(")") or text.count("[") != text.count("]"):
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"unbalanced brackets in {text!r}: a comma inside an unquoted item of "
+                    "[...] or {...} splits it; quote the item",
+                    child.start_mark,
+                )
+
+
+def _construct_sequence(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> list:
+    _check_flow(node)
+    return loader.construct_sequence(node, deep=True)
+
+
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> LineDict:
+    _check_flow(node)
     mapping = LineDict(loader.construct_mapping(node, deep=True))
     mapping.line = node.start_mark.line + 1
     return mapping
@@ -47,6 +72,7 @@ def _line_loader(base: type, strings: bool) -> type:
     """A safe loader on ``base`` that builds LineDicts (and with ``strings`` LineStrs)."""
     loader = type("_LineStringLoader" if strings else "_LineLoader", (base,), {})
     loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
     if strings:
         loader.add_constructor("tag:yaml.org,2002:str", _construct_string)
     return loader

@@ -66,7 +66,9 @@ def test_numbers_headings_and_labels_are_kept(notes):
         for old, new in zip(lines, after.split("\n"), strict=True):
             if re.fullmatch(r"[^a-z]*[A-Z][^a-z]*:?", old.strip()) or old.strip().endswith(":"):
                 assert old == new  # headings in capitals and labels alone
-            label = re.match(r"\s*([A-Za-z][A-Za-z /&]{0,30}):", old)
+            # a label: up to four words before a colon ("Medication management:"); a longer
+            # lead-in ("Regarding the known neck pain:") is prose
+            label = re.match(r"\s*([A-Za-z][A-Za-z/&]*(?: [A-Za-z/&]+){0,3}):", old)
             if label:
                 assert new.startswith(old[: label.end()])
 
@@ -87,10 +89,13 @@ def test_the_retriever_reads_the_same_cues_around_every_evidence_span(notes):
     def read(lexicon: Lexicon, note: str) -> Counter:
         return Counter((m.phrase, m.context) for m in lexicon.matches(strip_marks(note)[0]))
 
-    for _, marked, result in notes[:120]:
+    for _, marked, result in notes:
         lexicon = Lexicon()
         for path, text in _MARK.findall(marked):
-            lexicon.add(text, [path])
+            # a two-letter evidence ("AS", aortic stenosis) also matches an English word the
+            # shorthand may rewrite ("as needed" -> "PRN"): that match is no evidence span
+            if len(text.strip()) > 2:
+                lexicon.add(text, [path])
         assert read(lexicon, marked) == read(lexicon, result.text)
 
 

@@ -424,7 +424,7 @@ def _context(tokens: list[str], lines: list[int], start: int, end: int) -> int:
         flags |= NEGATED
     if _UNCERTAIN.intersection(before) or "suspected" in after:
         flags |= UNCERTAIN
-    if _HISTORY.intersection(before) or "history" in after:
+    if _HISTORY.intersection(before) or {"history", "hx"}.intersection(after):
         flags |= HISTORY
     if _FAMILY.intersection(before) or _FAMILY.intersection(after):
         flags |= FAMILY

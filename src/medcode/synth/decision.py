@@ -656,7 +656,9 @@ def decide(
             plan.append(rng.choice(("lifestyle measures reviewed", "continue to monitor")))
         # tests the plan orders: a workup for a new problem, a recheck for a known one
         order_p = 1.0 if problem.kind is K.UNDIAGNOSED_NEW else workload.order_tests
-        if not acute and rng.random() < order_p:
+        # a preventive visit orders no test for a problem: that work-up is a separately
+        # billable problem-oriented service (audit round 8: SPECT ordered at a physical)
+        if not acute and kind not in _NO_MDM and rng.random() < order_p:
             # a test done and billed today (an office ECG) is not ordered again
             done = {_key(name) for name in (*reported, *done_today)}
             choices = [c for c in builder.tests_for(problem.fact) if _key(c) not in done]

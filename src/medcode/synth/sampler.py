@@ -1142,12 +1142,24 @@ def index_phrases(code: str) -> tuple[str, ...]:
     from medcode.terminology.index_terms import codes_for, records_for
 
     leaked = load_rules().leaked
+    records = records_for(code)
+    terms = {r.term for r in records}
+    # the index's nonessential modifiers ("Infection, urinary (tract)") are optional words
+    # whose place the table does not know ("tract urinary infection"): phrases use only the
+    # path's own words, except a main term whose modifier says what it is, which is no
+    # diagnosis alone ("Dentition (syndrome)": "dentition syndrome", not "dentition")
+    bare = {r.term for r in records if r.level == 0 and f"{r.term} syndrome" in terms}
     found = []
-    for record in records_for(code):
+    for record in records:
         term = record.term
         steps = record.path.split(" > ")
         if (
             record.source != "index"
+            or term in bare
+            or (
+                not set(_WORDS.findall(term)) <= set(_WORDS.findall(record.path.lower()))
+                and term.removesuffix(" syndrome") not in bare
+            )
             # the main term itself, or one plain word before a one-word main term
             # ("klebsiella pneumonia"): deeper nestings do not always read naturally
             or not (
@@ -1187,6 +1199,8 @@ def long_tail_phrases(code: str) -> tuple[str, ...]:
     options += terms[:3]
     return tuple(options)
 
+
+_WORDS = re.compile(r"[a-z0-9']+")
 
 # a code title's qualifiers that no clinician writes ("chest pain, unspecified")
 _UNSAID = re.compile(r",? unspecified\b| NOS\b", re.IGNORECASE)
