@@ -553,15 +553,14 @@ def _discharge(
         group = kind_type if kind_type in ("chronic_stable", "chronic_worse") else "other"
         secondary.append(teller.say(f"hospital.secondary.{group}", x=phrase))
 
-    # a consult named by specialty, from the principal problem's domain (else another's)
+    # a consult named by specialty, from the principal problem's domain only: a secondary
+    # problem's specialty reads as consulted for the admission ("psychiatry consulted" for
+    # epigastric pain, audit round 8)
     specialty = ""
-    if rng.random() < data.consult_rate:
-        for index, _ in pairs:
-            concept = scenario.problems[index].concept
-            domain = getattr(concept, "domain", "") if concept is not None else ""
-            if domain in data.specialties:
-                specialty = data.specialties[domain]
-                break
+    if rng.random() < data.consult_rate and pairs:
+        concept = scenario.problems[pairs[0][0]].concept
+        domain = getattr(concept, "domain", "") if concept is not None else ""
+        specialty = data.specialties.get(domain, "")
 
     # disposition from the documented function and living situation
     mobility = False

@@ -400,14 +400,21 @@ class _Builder:
         listed: list[int] = []
         taken: set[str] = set()
         first = True
+        referral = ""  # a consultant addresses the referral's domain (audit round 8)
         for index, fact in enumerate(self.facts):
             if fact.status not in _CODED or rules.matches("not_problems", fact.code):
                 continue
+            domain = getattr(fact.concept, "domain", "") if fact.concept else ""
+            if first and self.kind is VisitKind.CONSULT:
+                referral = domain
             if not (
                 first
                 or fact.status is Status.UNCERTAIN
                 or index in changed
-                or rng.random() < self.workload.also_addressed
+                or (
+                    (self.kind is not VisitKind.CONSULT or domain == referral)
+                    and rng.random() < self.workload.also_addressed
+                )
             ):
                 listed.append(index)
                 continue
