@@ -24,6 +24,7 @@ from typing import Any
 from medcode.datafiles import LineDict, load_yaml, package_data
 from medcode.errors import DataFileError
 from medcode.records import Status
+from medcode.synth.specialties import GENERALIST, shipped_specialties
 
 _PRONOUNS = frozenset({"pronoun", "Pronoun", "possessive", "Possessive", "obj"})
 _CURRENT = (Status.ACTIVE, Status.CHRONIC, Status.UNCERTAIN)
@@ -216,7 +217,10 @@ def load_course(path: str | Path | None = None) -> CourseData:
         raise reader.fail(hospital, "hospital.not_labs: expected a list of measure keys")
     collect(hospital, "hospital", skip=("not_labs",))
     consults = sections["consults"]
-    specialties = reader.mapping(consults.get("specialties"), "consults.specialties", consults)
+    if "specialties" in consults:
+        raise reader.fail(
+            consults, "consults.specialties: the specialties live in synth/specialties.yaml"
+        )
     dispo = sections["disposition"]
     collect(dispo, "disposition", skip=("snf_share",))
     instructions = sections["instructions"]
@@ -339,7 +343,9 @@ def load_course(path: str | Path | None = None) -> CourseData:
         stay=(tuple(nights), tuple(weights)),
         narrated=narrated,
         texts=texts,
-        specialties={str(k): str(v) for k, v in specialties.items()},
+        # the specialty of each catalog domain (synth/specialties.yaml); a generalist's
+        # domain is the admitting team's own, not a consult
+        specialties={d: n for d, n in shipped_specialties().items() if n != GENERALIST},
         consult_rate=reader.rate(consults, "rate", "consults"),
         snf_share=reader.rate(dispo, "snf_share", "disposition"),
         diets=tuple(diets),
