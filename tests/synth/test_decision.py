@@ -205,3 +205,29 @@ def test_a_cmp_done_today_owns_the_printed_bmp_results(catalog):
     decision = run(profile(), [hypertension], labs=labs, procedures=["80053"])
     assert decision.data_items == ("CMP done in clinic today and reviewed",)
     assert decision.data_level == "straightforward"  # one unique test
+
+
+def test_minor_surgery_is_numeric_cpt_in_the_surgery_section():
+    rules = shipped_rules()
+    assert rules.is_minor("20610") and rules.is_minor("10060") and rules.is_minor("17000")
+    # category II quality codes, endoscopy, the bladder scan and E/M are not minor surgery
+    for code in ("1123F", "3008F", "43239", "45378", "51798", "99213", "93000"):
+        assert not rules.is_minor(code), code
+
+
+def test_an_office_e_m_beside_a_minor_procedure_counts_only_the_other_problems(catalog):
+    """Audit round 8: a knee injection and a 99214 for the same knee. The decision to inject
+    is in 20610's package: the E/M is levelled on the other problem alone, with no
+    minor-surgery risk, and the note documents no E/M time."""
+    knee = fact(catalog, "osteoarthritis_knee", Status.CHRONIC)
+    thyroid = fact(catalog, "hypothyroidism", Status.CHRONIC)
+    prof = profile(time_documented=1.0, also_addressed=0)
+    alone = run(prof, [thyroid])
+    injected = run(prof, [knee, thyroid], procedures=["20610"])
+    assert injected.minutes is None
+    assert injected.problems_level == alone.problems_level  # the thyroid only
+    assert "minor surgery" not in injected.risk_statement
+    assert injected.plans[1] and "not" not in injected.plans[1]  # the thyroid is addressed
+    # the same visit without the injection counts both problems
+    both = run(profile(also_addressed=1), [knee, thyroid])
+    assert both.problems_level == "moderate"

@@ -38,6 +38,8 @@ from medcode.terminology import cpt, icd10cm
 
 _CODED = (Status.ACTIVE, Status.CHRONIC, Status.UNCERTAIN)
 _NO_MDM = (VisitKind.PREVENTIVE, VisitKind.ANNUAL_WELLNESS)
+# visits whose E/M beside a minor procedure is billed only for the problems it does not treat
+SEPARATE_EM = (VisitKind.OFFICE, VisitKind.TELEHEALTH, VisitKind.CONSULT)
 # visits billed without an E/M level: preventive and wellness visits, and a minor procedure
 # (its global package holds the decision to perform it)
 _NO_EM = (*_NO_MDM, VisitKind.PROCEDURE)
@@ -78,9 +80,17 @@ class Rules:
     intensive: dict[str, str]
     parenteral_controlled: tuple[str, ...]
     bleeding_risk: tuple[str, ...]
+    minor_surgery: tuple[str, str] = ("10004", "69990")  # CPT range, both ends included
+    not_minor: tuple[str, ...] = ()  # code prefixes in the range that are not minor surgery
     _hits: dict[tuple[str, str], bool] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+
+    def is_minor(self, code: str) -> bool:
+        """Whether a CPT code is minor surgery (mdm.yaml ``procedures``): its decision is
+        in its global package."""
+        low, high = self.minor_surgery
+        return code.isdigit() and low <= code <= high and not code.startswith(self.not_minor)
 
     def matches(self, group: str, code: str) -> bool:
         """Whether the code starts with one of the group's prefixes (cached)."""
@@ -205,6 +215,10 @@ def load_rules(path: Path | None = None) -> Rules:
         isinstance(v, str) for v in intensive.values()
     ):
         raise fail(drugs, "intensive_monitoring must map drug names to monitoring tests")
+    surgery = section("procedures")
+    bounds_ = strings(surgery, "minor_surgery")
+    if len(bounds_) != 2 or not all(b.isdigit() and len(b) == 5 for b in bounds_):
+        raise fail(surgery, "minor_surgery: give the first and last CPT code of the range")
     time = section("time")
     timed = strings(time, "separately_reported")
     unknown = [code for code in timed if code not in table]
@@ -225,6 +239,8 @@ def load_rules(path: Path | None = None) -> Rules:
         intensive={str(k).lower(): v for k, v in intensive.items()},
         parenteral_controlled=tuple(s.lower() for s in strings(drugs, "parenteral_controlled")),
         bleeding_risk=tuple(s.lower() for s in strings(drugs, "bleeding_risk")),
+        minor_surgery=(bounds_[0], bounds_[1]),
+        not_minor=strings(surgery, "not_minor"),
     )
 
 
@@ -390,16 +406,22 @@ class _Builder:
         return K.CHRONIC_EXACERBATION, words, True
 
     def problems(
-        self, medications: list[MedicationFact], changed: frozenset[int] = frozenset()
+        self,
+        medications: list[MedicationFact],
+        changed: frozenset[int] = frozenset(),
+        treated: frozenset[int] = frozenset(),
     ) -> tuple[list[_Problem], list[int]]:
         """The problems addressed today, and the indices of coded problems only listed. A
         problem whose drug is started or stopped today (``changed``) is addressed: a plan
-        never says "will address at a dedicated visit" beside a change."""
+        never says "will address at a dedicated visit" beside a change. Besides problems a
+        minor procedure treats today (``treated``), the first other one is addressed: it is
+        what the separately billed E/M is for."""
         rules, rng = self.rules, self.rng
         addressed: list[_Problem] = []
         listed: list[int] = []
         taken: set[str] = set()
         first = True
+        separate = bool(treated)  # an untreated problem is still to be addressed
         referral = ""  # a consultant addresses the referral's domain (audit round 8)
         for index, fact in enumerate(self.facts):
             if fact.status not in _CODED or rules.matches("not_problems", fact.code):
@@ -407,6 +429,8 @@ class _Builder:
             domain = getattr(fact.concept, "domain", "") if fact.concept else ""
             if first and self.kind is VisitKind.CONSULT:
                 referral = domain
+            if separate and index not in treated:
+                separate, first = False, True
             if not (
                 first
                 or fact.status is Status.UNCERTAIN
@@ -509,9 +533,19 @@ def decide(
     builder = _Builder(rng, profile, kind, setting, new_patient, age, facts, labs, vitals)
     rules, workload, table = builder.rules, builder.workload, builder.table
     acute = builder.acute_setting
-    addressed, listed = builder.problems(
-        medications, frozenset(c.problem for c in changes if c.problem is not None)
+    # problems a minor procedure treats today: their E/M work is in its package
+    minor = {code for code in procedures if rules.is_minor(code)}
+    treated = frozenset(
+        index
+        for index, fact in enumerate(facts)
+        if kind in SEPARATE_EM
+        and fact.concept is not None
+        and any(option.code in minor for option in fact.concept.procedures)
     )
+    addressed, listed = builder.problems(
+        medications, frozenset(c.problem for c in changes if c.problem is not None), treated
+    )
+    billed = [p for p in addressed if p.index not in treated]  # the E/M's problems
     courses = {m.name for m in medications if m.course}
     changed = {c.name for c in changes}  # started or stopped today: not "continued"
 
@@ -578,6 +612,8 @@ def decide(
     for problem in addressed:
         K = M.ProblemKind
         plan = problem.plan
+        credited = [risks, drug_actions, intensive_actions, otc_drugs, parenteral]
+        before = [len(items) for items in credited]
         classes = {m: drug_class(rules, m) for m in problem.medications}
         rx = [
             m
@@ -665,7 +701,12 @@ def decide(
         order_p = 1.0 if problem.kind is K.UNDIAGNOSED_NEW else workload.order_tests
         # a preventive visit orders no test for a problem: that work-up is a separately
         # billable problem-oriented service (audit round 8: SPECT ordered at a physical)
-        if not acute and kind not in _NO_MDM and rng.random() < order_p:
+        if (
+            not acute
+            and kind not in _NO_MDM
+            and problem.index not in treated  # the procedure is its management today
+            and rng.random() < order_p
+        ):
             # a test done and billed today (an office ECG) is not ordered again
             done = {_key(name) for name in (*reported, *done_today)}
             choices = [c for c in builder.tests_for(problem.fact) if _key(c) not in done]
@@ -675,6 +716,9 @@ def decide(
                 tests.append(M.DiagnosticTest(test, ordered=True))
         if problem.kind is K.ACUTE_COMPLICATED_INJURY:
             plan.append("immobilized, orthopedic follow-up arranged")
+        if problem.index in treated:  # its management is in the procedure's package
+            for items, size in zip(credited, before, strict=True):
+                del items[size:]
 
     # independent historian, external notes, interpretation, discussion
     data_items = []
@@ -696,7 +740,7 @@ def decide(
         if acute and not any("electrocardiogram" in t.key for t in tests):
             tests.append(M.DiagnosticTest("ECG", ordered=True))
         interpretations = (study,)
-    level_of_problems = M.problems_level(tuple(M.Problem(p.kind) for p in addressed)).level
+    level_of_problems = M.problems_level(tuple(M.Problem(p.kind) for p in billed)).level
     admitted = False
     if kind is VisitKind.HOSPITAL_ADMISSION:
         admitted = True
@@ -732,7 +776,9 @@ def decide(
         entry = table.get(code)
         if entry is None:
             continue
-        if "10004" <= code <= "69990" and not code.startswith(("43", "45")):
+        if rules.is_minor(code):
+            if kind in SEPARATE_EM:
+                continue  # the decision to operate is in the procedure's package
             risk = M.RiskKind.MINOR_SURGERY
             if has_risk_factor:
                 risk = M.RiskKind.MINOR_SURGERY_WITH_RISK
@@ -753,7 +799,7 @@ def decide(
             risks.append(M.Risk(M.RiskKind.PRESCRIPTION_DRUG_MANAGEMENT, action))
 
     elements = M.Elements(
-        problems=tuple(M.Problem(p.kind, p.reason) for p in addressed),
+        problems=tuple(M.Problem(p.kind, p.reason) for p in billed),
         data=M.Data(
             tests=tuple(tests),
             external_notes=external,
@@ -853,8 +899,9 @@ def decide(
         risk_level=assessment.risk.level.value,
         data_items=tuple(data_items),
         risk_statement=risk_statement,
+        # a separately reported service's time is not E/M time: the level goes by MDM
         minutes=None
-        if rules.timed_services & set(procedures)
+        if rules.timed_services & set(procedures) or treated
         else _minutes(rng, profile, kind, new_patient, level),
         level=level.value if level else None,
         line=assessment.line() if has_mdm else "",

@@ -960,8 +960,11 @@ class Sampler:
         if kind is VisitKind.TELEHEALTH:  # nothing hands-on happens over video
             return []
         from medcode.policy.procedures import shipped_procedure_rules
+        from medcode.synth.decision import SEPARATE_EM
+        from medcode.synth.decision import shipped_rules as mdm_rules
 
         claim = shipped_procedure_rules()
+        mdm = mdm_rules()
         table = cpt.procedure_table()
         procedures: list[str] = []
         vaccines: list[tuple[Concept, str]] = []
@@ -1002,6 +1005,20 @@ class Sampler:
                 entry = table[option.code]
                 if entry.kind == "immunisation" or option.code.startswith(_THERAPISTS):
                     continue  # therapists' and home-health services are not the physician's
+                if kind in SEPARATE_EM and mdm.is_minor(option.code):
+                    # the visit's E/M is billed for another problem than the procedure's,
+                    # which the note must have (else it is a procedure visit)
+                    others_ = [
+                        f
+                        for f in facts
+                        if f.status in CODED
+                        and not mdm.matches("not_problems", f.code)
+                        and not (
+                            f.concept and any(o.code == option.code for o in f.concept.procedures)
+                        )
+                    ]
+                    if not others_:
+                        continue
                 if option.code not in procedures and rng.random() < option.probability:
                     procedures.append(option.code)
         first = True
