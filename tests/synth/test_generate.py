@@ -152,6 +152,20 @@ def test_notes_carry_shorthand_and_a_share_of_artefacts(rows):
     assert 0.1 * N < sum(bool(artefacts_in(row["text"])) for row in rows) < 0.5 * N
 
 
+def test_office_notes_order_advanced_imaging_and_never_bill_it(rows):
+    """CT, MRI and nuclear studies are done by an imaging center (encounters.yaml
+    office_orders_only): an office, consult or preventive note orders them, uncoded."""
+    from medcode.synth.clinical import shipped_rules
+
+    orders_only = shipped_rules().encounters.office_orders_only
+    assert "71250" in orders_only and "73130" not in orders_only
+    for row in rows:
+        encounter = json.loads(row["encounter"])
+        if encounter["setting"] == "outpatient":
+            codes = {c["code"] if isinstance(c, dict) else c for c in row["codes"]}
+            assert not codes & orders_only, row["id"]
+
+
 def test_held_out_families_never_appear_in_train(rows):
     ood = {(t.note_type, t.family) for t in shipped_templates() if t.ood}
     splits = {row["split"] for row in rows}

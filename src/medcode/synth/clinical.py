@@ -14,7 +14,7 @@ from medcode.datafiles import LineDict, load_yaml, package_data
 from medcode.errors import CodeError
 from medcode.records import VisitKind
 from medcode.synth.catalog import _Reader as CatalogReader
-from medcode.terminology import icd10cm
+from medcode.terminology import cpt, icd10cm
 
 VISIT_KINDS = tuple(kind.value for kind in VisitKind)
 Range = tuple[float, float]
@@ -311,6 +311,7 @@ class EncounterFacts:
     long_tail_exclude: Codes
     exclusive: tuple[tuple[frozenset[str], str], ...]
     new_patient_markers: tuple[str, ...]
+    office_orders_only: frozenset[str] = frozenset()  # imaging an office orders, not does
 
     def facility_kind(self, name: str) -> FacilityKind | None:
         return next((k for k in self.facilities if any(name.endswith(n) for n in k.names)), None)
@@ -684,6 +685,12 @@ def load_encounter_facts(path: Path | None = None) -> EncounterFacts:
     for item in reader.items(data.get("exclusive_conditions"), "'exclusive_conditions'"):
         exclusive.append((frozenset(reader.texts(item, "concepts")), reader.text(item, "source")))
     new = reader.child(data, "new_patient")
+    orders_only = reader.child(data, "office_orders_only")
+    reader.text(orders_only, "source")
+    table = cpt.procedure_table()
+    for code in reader.texts(orders_only, "codes"):
+        if code not in table:
+            raise reader.fail(orders_only, f"office_orders_only: {code!r} not in the code table")
     reader.text(injury, "source"), reader.text(acute, "source"), reader.text(exclude, "source")
     reader.text(new, "source")
     return EncounterFacts(
@@ -698,6 +705,7 @@ def load_encounter_facts(path: Path | None = None) -> EncounterFacts:
         reader.codes(exclude, exclude.get("ranges"), "long_tail_exclude.ranges"),
         tuple(exclusive),
         reader.texts(new, "markers"),
+        frozenset(reader.texts(orders_only, "codes")),
     )
 
 

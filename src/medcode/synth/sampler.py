@@ -965,6 +965,7 @@ class Sampler:
 
         claim = shipped_procedure_rules()
         mdm = mdm_rules()
+        orders_only = self.rules.encounters.office_orders_only
         table = cpt.procedure_table()
         procedures: list[str] = []
         vaccines: list[tuple[Concept, str]] = []
@@ -1005,6 +1006,8 @@ class Sampler:
                 entry = table[option.code]
                 if entry.kind == "immunisation" or option.code.startswith(_THERAPISTS):
                     continue  # therapists' and home-health services are not the physician's
+                if not hospital and option.code in orders_only:
+                    continue  # ordered in the plan, done and billed by an imaging center
                 if kind in SEPARATE_EM and mdm.is_minor(option.code):
                     # the visit's E/M is billed for another problem than the procedure's,
                     # which the note must have (else it is a procedure visit)
