@@ -101,6 +101,12 @@ class Cues:
     exacerbation: tuple[str, ...] = ()  # a chronic problem documented as worse (not at goal)
 
 
+# what a denied or excluded finding's phrase must not hold, and the negation templates that
+# are the patient's words (a symptom's, not a diagnosis's)
+_DENIED_NOT = re.compile(r",|\bwith(?:out)?\b|\bunclear\b|\bunknown\b", re.IGNORECASE)
+_PATIENT_DENIES = re.compile(r"\bdenies\b|\bcomplaints\b|^without\b")
+
+
 @cache
 def shipped_cues() -> Cues:
     data = load_yaml(package_data("synth/cues.yaml"))
@@ -193,7 +199,16 @@ class _Writer:
     def phrase(self, fact: ProblemFact, style: str | None = None) -> str:
         rng = self.rng
         style = style or self.styles.pick(rng)
+        denied = fact.status in (Status.NEGATED, Status.RULED_OUT)
+        if denied and style == "lay":  # "denies sick to my stomach": the clinician's words
+            style = "formal"
         options = fact.phrases.get(style) or fact.phrases.get("formal") or ()
+        if denied:
+            # a denied or excluded finding is named plainly: no inverted title ("pulmonary
+            # embolism, acute"), no clause ("closed head injury with concussion"), no
+            # qualifier of a documented one ("hematuria of unclear etiology"; audit round 8)
+            plain = [o for o in options if not _DENIED_NOT.search(o)]
+            options = plain or options
         if fact.status is Status.CHRONIC:  # a chronic problem is not called acute
             calm = [o for o in options if not re.search(r"\bacute\b", o, re.IGNORECASE)]
             options = calm or options
@@ -222,8 +237,14 @@ class _Writer:
             text = f"{text}, {rng.choice(self.cues.episodes[fact.episode.value])}"
         return text
 
-    def cue(self, kind: str, text: str, **extra: str) -> str:
-        choice = self.rng.choice(getattr(self.cues, kind))
+    def cue(self, kind: str, text: str, diagnosis: bool = False, **extra: str) -> str:
+        """``text`` in one of the ``kind`` cue templates (cues.yaml); a negated diagnosis
+        (not a symptom) is not "denied" by the patient: "no evidence of PE", not "no
+        complaints of PE"."""
+        options = getattr(self.cues, kind)
+        if diagnosis and kind == "negated":
+            options = [o for o in options if not _PATIENT_DENIES.search(o)] or options
+        choice = self.rng.choice(options)
         lower = text.lower()
         if kind == "chronic" and "chronic" in choice and ("chronic" in lower or "acute" in lower):
             choice = "{x}"
@@ -358,7 +379,8 @@ def build_context(
         elif status is Status.RESOLVED:
             resolved.append(writer.cue("resolved", phrase))
         elif status is Status.NEGATED:
-            negatives.append(writer.cue("negated", phrase))
+            symptom = fact.concept is None or fact.concept.domain == "symptoms"
+            negatives.append(writer.cue("negated", phrase, diagnosis=not symptom))
         else:
             ruled_out.append(writer.cue("ruled_out", phrase))
 

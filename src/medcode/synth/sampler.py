@@ -667,15 +667,18 @@ class Sampler:
         ):
             self._stop_one(rng, current, courses, facts, addressed_ids, age, changes, forms_now)
         if kind is VisitKind.CONSULT:
-            # a consultant changes only the drugs of the referral's domain; another
-            # domain's drug is on the list as the patient takes it (audit round 8: a
-            # psychiatry consultant adjusting amlodipine)
+            # a consultant changes only the drugs of the referral's domain (audit round 8:
+            # a psychiatry consultant adjusting amlodipine)
             def domain(index: int | None) -> str:
                 concept = facts[index].concept if index is not None else None
                 return getattr(concept, "domain", "")
 
             referral = domain(0)
-            changes = [c for c in changes if c.problem is None or domain(c.problem) == referral]
+            for change in list(changes):
+                if change.problem is not None and domain(change.problem) != referral:
+                    changes.remove(change)  # a start the consultant leaves to the PCP
+                    if change.action == "start" and change.name in current.names:
+                        current.names.remove(change.name)
         long_term = [n for n in current.names if n not in courses]
         medications, encounter_meds, classes = [], [], set()
         # a procedure note lists what is given today, not the long-term list (no Z79)
