@@ -446,9 +446,11 @@ def texture(
     held = {t.long for t in rules.terms if t.lowered in lowered and t.pattern.search(inside)}
     result = Textured(marked)
     rate = rules.rate(family)
+    lowered = marked.lower()  # the terms of this note, in the rules' order, tried per line
+    present = [t for t in rules.terms if t.lowered in lowered and t.long not in held]
     for line in lines:
-        if line.editable:
-            _abbreviate(line, rules, held, rate, rng, result)
+        if line.editable and present:
+            _abbreviate(line, rules, present, rate, rng, result)
     if rng.random() < rules.notes:
         count = _pick(rng, rules.per_note)
         for _ in range(count):
@@ -499,14 +501,16 @@ def _shorten(found: str, short: str) -> str:
 def _abbreviate(
     line: _Line,
     rules: TextureRules,
-    held: set[str],
+    present: list[Term],
     rate: float,
     rng: random.Random,
     result: Textured,
 ) -> None:
+    """Abbreviate, at ``rate``, the occurrences in ``line`` of the ``present`` terms (those of
+    the note that no evidence holds)."""
     view = line.view
     lowered = view.lower()
-    terms = [t for t in rules.terms if t.lowered in lowered and t.long not in held]
+    terms = [t for t in present if t.lowered in lowered]
     if not terms:  # the masks below cost more than the substring test
         return
     edits: list[tuple[int, int, str]] = []
