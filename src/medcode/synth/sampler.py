@@ -31,6 +31,7 @@ from medcode.synth.catalog import Catalog, Concept, Form, age_band
 from medcode.synth.choice import WeightedChoice
 from medcode.synth.clinical import shipped_rules
 from medcode.synth.decision import decide
+from medcode.synth.index_synonyms import shipped_index_synonyms
 from medcode.synth.patient import (
     Condition,
     HistoryItem,
@@ -118,6 +119,18 @@ def _phrase_dict(concept: Concept, form: Form) -> dict[str, tuple[str, ...]]:
     return found
 
 
+def _with_synonyms(
+    phrases: dict[str, tuple[str, ...]], synonyms: tuple[str, ...]
+) -> dict[str, tuple[str, ...]]:
+    """The form's phrases with the coder-reviewed index synonyms of its code as further
+    formal phrases (data/synth/index_synonyms.csv)."""
+    written = {p.lower() for options in phrases.values() for p in options}
+    extra = tuple(s for s in synonyms if s.lower() not in written)
+    if not extra:
+        return phrases
+    return {**phrases, "formal": phrases.get("formal", ()) + extra}
+
+
 class _Attributes(dict):
     def __missing__(self, key: str) -> str:  # {side} is filled at render time
         return "{" + key + "}"
@@ -133,8 +146,11 @@ class Sampler:
         self.tables = shipped_tables()
         self.concepts = list(catalog.concepts.values())
         self.by_code = catalog.by_code()
+        synonyms = shipped_index_synonyms()
         self.phrases = {
-            (concept.id, form.code): _phrase_dict(concept, form)
+            (concept.id, form.code): _with_synonyms(
+                _phrase_dict(concept, form), synonyms.get(form.code, ())
+            )
             for concept in self.concepts
             for form in concept.forms
         }
