@@ -128,6 +128,16 @@ def test_placeholders_never_reach_the_index(lexicon):
     assert len(empty) == 1 and empty.scores("Left knee pain")["M25.561"] > 0
 
 
+def test_phrases_by_code_lists_each_codes_phrases_as_matched():
+    lexicon = Lexicon()
+    lexicon.add("Essential hypertension", ["I10"])
+    lexicon.add("high blood pressures", ["I10", "R03.0"])
+    assert lexicon.phrases_by_code() == {
+        "I10": ["essential hypertension", "high blood pressure"],
+        "R03.0": ["high blood pressure"],
+    }
+
+
 def test_lexicon_reads_cues_and_derives_codes(lexicon):
     evidence = lexicon.evidence("Denies actinic keratosis. Mother with asthma.")
     assert evidence["L57.0"].context & NEGATED and not evidence["L57.0"].plain
@@ -222,3 +232,10 @@ def test_note_age():
     assert note_age("Age: 67    Sex: Female") == 67
     assert note_age("DOB 1983-12-21  42M") == 42
     assert note_age("T 98.6 F, no age given") is None
+
+
+def test_every_shipped_acronym_stands_for_a_phrase_of_the_lexicon():
+    from medcode.terminology.clinical_english import shipped_clinical_english
+
+    acronyms = shipped_clinical_english().acronyms
+    assert Lexicon.build().add_acronyms(acronyms) == []

@@ -127,10 +127,21 @@ class Evidence:
         return score if self.plain or self.derived else score * 0.1
 
 
-class Lexicon:
-    """Phrase -> codes, matched in a note by looking its word n-grams up in a dict."""
+ORDER_FREE_WEIGHT = 0.8  # a phrase's words found in another order count a little less
+ORDER_FREE_WORDS = (2, 4)  # phrases of this many words are also found in any order
 
-    def __init__(self) -> None:
+
+class Lexicon:
+    """Phrase -> codes, matched in a note by looking its word n-grams up in a dict.
+
+    ``word_map`` (word -> word read instead: :mod:`medcode.terminology.clinical_english`)
+    applies to phrases and notes alike; with ``free_order`` a phrase of two to four words is
+    also found with its words in another order ("kidney disease, chronic")."""
+
+    def __init__(self, word_map: dict[str, str] | None = None, free_order: bool = False) -> None:
+        self.word_map = dict(word_map or {})
+        self.free_order = free_order
+        self._bags: dict[str, list[int]] = {}  # sorted words of a short phrase -> entries
         self._keys: dict[str, list[int]] = {}
         self._prefixes: set[str] = set()  # proper prefixes of keys: where a look-up goes on
         self._entry: dict[tuple[str, tuple[str, ...]], int] = {}
@@ -149,7 +160,7 @@ class Lexicon:
     def add(self, phrase: str, codes: Iterable[str], source: int = CATALOG) -> None:
         """Add a phrase (``{placeholders}`` dropped) naming ``codes``; a phrase added twice
         keeps the union of its codes and its strongest source."""
-        tokens = words(_PLACEHOLDER.sub(" ", phrase))
+        tokens = self.tokens(_PLACEHOLDER.sub(" ", phrase))
         codes = tuple(dict.fromkeys(codes))
         if not tokens or not codes:
             return
@@ -159,6 +170,9 @@ class Lexicon:
         if found is None:
             self._entry[key, rest] = len(self._phrases)
             self._keys.setdefault(key, []).append(len(self._phrases))
+            low, high = ORDER_FREE_WORDS
+            if low <= len(tokens) <= high and len(set(tokens)) == len(tokens):
+                self._bags.setdefault(" ".join(sorted(tokens)), []).append(len(self._phrases))
             for n in range(1, min(len(tokens), MAX_KEY_WORDS)):
                 self._prefixes.add(" ".join(tokens[:n]))
             self._rest.append(rest)
@@ -171,13 +185,43 @@ class Lexicon:
             if weight > self._weights[found]:
                 self._weights[found], self._sources[found] = weight, source
 
+    def add_acronyms(self, acronyms: dict[str, str]) -> list[str]:
+        """Add each acronym with the codes and source of the phrase it stands for (a phrase
+        already added); returns the acronyms whose phrase the lexicon does not hold."""
+        missing = []
+        for acronym, phrase in acronyms.items():
+            tokens = self.tokens(phrase)
+            key, rest = " ".join(tokens[:MAX_KEY_WORDS]), tuple(tokens[MAX_KEY_WORDS:])
+            entry = self._entry.get((key, rest))
+            if entry is None:
+                missing.append(acronym)
+                continue
+            self.add(acronym, self._codes[entry], self._sources[entry])
+        return missing
+
+    def tokens(self, text: str) -> list[str]:
+        """The words of ``text`` as the lexicon reads them (:func:`words`, then the word map)."""
+        found = words(text)
+        if self.word_map:
+            get = self.word_map.get
+            found = [get(w, w) for w in found]
+        return found
+
+    def phrases_by_code(self) -> dict[str, list[str]]:
+        """Each code's phrases as the lexicon matches them (lower-case singular words)."""
+        found: dict[str, list[str]] = {}
+        for phrase, codes in zip(self._phrases, self._codes, strict=True):
+            for code in codes:
+                found.setdefault(code, []).append(phrase)
+        return found
+
     def matches(self, text: str) -> list[Match]:
         """Every phrase occurrence in ``text`` (overlapping ones included), with its cues."""
         tokens: list[str] = []
         lines: list[int] = []  # sentence number of each token
         ends: list[int] = []  # where each token's sentence ends: matches stay inside it
         for number, line in enumerate(_SENTENCE.split(text)):
-            found = words(line)
+            found = self.tokens(line)
             tokens += found
             lines += [number] * len(found)
             ends += [len(tokens)] * len(found)
@@ -211,7 +255,36 @@ class Lexicon:
                     )
                 if key not in prefixes:
                     break
+        if self.free_order and self._bags:
+            result += self._reordered(tokens, lines, ends)
         return result
+
+    def _reordered(self, tokens: list[str], lines: list[int], ends: list[int]) -> list[Match]:
+        """Short phrases whose words stand in another order within a sentence."""
+        low, high = ORDER_FREE_WORDS
+        bags, found = self._bags, []
+        for i in range(len(tokens)):
+            for n in range(low, min(high, ends[i] - i) + 1):
+                window = tokens[i : i + n]
+                entries = bags.get(" ".join(sorted(window)))
+                if entries is None:
+                    continue
+                said = " ".join(window)
+                for e in entries:
+                    if self._phrases[e] == said:
+                        continue  # in order: matched above
+                    found.append(
+                        Match(
+                            i,
+                            i + n,
+                            self._phrases[e],
+                            self._codes[e],
+                            self._weights[e] * ORDER_FREE_WEIGHT,
+                            self._sources[e],
+                            _context(tokens, lines, i, i + n),
+                        )
+                    )
+        return found
 
     def evidence(self, text: str) -> dict[str, Evidence]:
         """Code -> what the lexicon found for it in ``text`` (history codes included)."""
@@ -282,19 +355,28 @@ class Lexicon:
 
     @classmethod
     def build(
-        cls, icd_codes: Iterable[str] | None = None, catalog=None, table=None, index=True
+        cls,
+        icd_codes: Iterable[str] | None = None,
+        catalog=None,
+        table=None,
+        index=True,
+        clinical_english=True,
     ) -> Lexicon:
         """The lexicon of shipped data: catalog phrasings (placeholders filled from each
         form's attributes, ``{side}`` with side words), the ICD-10-CM tabular's descriptions
         and inclusion terms (of ``icd_codes``, default all; a non-billable code's terms name
         its default billable completion), with ``index`` the Alphabetic Index's clinical
         phrases of billable codes (data/terminology/index_terms.csv.gz: "klebsiella
-        pneumonia", read as inclusion terms) and the CPT/HCPCS table's descriptions."""
+        pneumonia", read as inclusion terms) and the CPT/HCPCS table's descriptions; with
+        ``clinical_english`` it reads word variants (data/terminology/clinical_english.yaml)
+        and short phrases in any word order."""
         from medcode.policy.tables import shipped_tables
         from medcode.synth.catalog import shipped_catalog
         from medcode.terminology import cpt, icd10cm
+        from medcode.terminology.clinical_english import shipped_clinical_english
 
-        lexicon = cls()
+        english = shipped_clinical_english() if clinical_english else None
+        lexicon = cls(english.words, free_order=True) if english else cls()
         catalog = catalog or shipped_catalog()
         table = table if table is not None else cpt.procedure_table()
         tabular = icd10cm.tabular()
@@ -363,6 +445,8 @@ class Lexicon:
                 name = words(medication.name)
                 drug = name[: next((i for i, w in enumerate(name) if w[0].isdigit()), len(name))]
                 lexicon.add(" ".join(drug), [entry.code], MEDICATION)
+        if english is not None:
+            lexicon.add_acronyms(english.acronyms)
         return lexicon
 
 
