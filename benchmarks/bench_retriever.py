@@ -197,6 +197,13 @@ def main() -> None:
         config=dataclasses.replace(retriever.config, reserve=0.0),
     )
 
+    familiar = Retriever(
+        retriever.coder,
+        retriever.lexicon,
+        k=30,
+        merge=dataclasses.replace(retriever.merge, unfamiliar_above=None),
+        config=retriever.config,
+    )
     # the baseline of the lexicon's clinical English (word variants, free word order): the
     # same retriever with a lexicon that reads phrases only as written
     literal = Retriever(
@@ -216,7 +223,12 @@ def main() -> None:
     print("\nrecall@k (micro, gold (note, code) pairs among the top k)")
     print(f"  {'':<34}" + "".join(f"{'@' + str(k):>8}" for k in KS))
     for name, texts, gold in sets:
-        print(f"{name} ({len(texts):,} notes, {sum(len(set(g)) for g in gold):,} gold codes)")
+        unfamiliar = sum(retriever.unfamiliar(text) for text in texts)
+        print(
+            f"{name} ({len(texts):,} notes, {sum(len(set(g)) for g in gold):,} gold codes; "
+            f"{unfamiliar:,} unfamiliar to the merge, above "
+            f"{retriever.merge.unfamiliar_above or 0:.3f} unknown words)"
+        )
         tfidf_ranked = _tfidf_ranking(retriever, texts, 400)
         tfidf = recall_of(tfidf_ranked, gold, KS)
         merged = recall_at_k(retriever, texts, gold, KS)
@@ -232,6 +244,7 @@ def main() -> None:
         print(_line("(c) merged", merged))
         print(_line("    merged, phrases only as written", recall_at_k(literal, texts, gold, KS)))
         print(_line("    merged, no lexicon reserve", recall_at_k(unreserved, texts, gold, KS)))
+        print(_line("    merged, no unfamiliar-note rule", recall_at_k(familiar, texts, gold, KS)))
         print(f"  {'merged / TF-IDF':<34}" + "".join(f"{merged[k] / tfidf[k]:>8.2f}" for k in KS))
         if name.startswith("codiesp"):
             icd = [[c.code for c in row] for row in unreserved.candidates(texts, k=400)]

@@ -239,3 +239,32 @@ def test_every_shipped_acronym_stands_for_a_phrase_of_the_lexicon():
 
     acronyms = shipped_clinical_english().acronyms
     assert Lexicon.build().add_acronyms(acronyms) == []
+
+
+def test_an_unfamiliar_note_gives_the_lexicon_every_place(coder, lexicon):
+    from dataclasses import replace
+
+    from medcode.model.retriever import RetrieverConfig
+
+    familiar = Retriever(coder, lexicon, k=3, config=RetrieverConfig(k=3, reserve=0.0))
+    assert familiar.unfamiliar_share("essential hypertension, stable") == 0.0
+    assert familiar.unfamiliar_share("zorbly hypertension") == 0.5
+    assert not familiar.unfamiliar("zorbly quantish flemming hypertension")  # no threshold
+    guarded = Retriever(
+        coder,
+        lexicon,
+        k=3,
+        merge=replace(familiar.merge, unfamiliar_above=0.5),
+        config=RetrieverConfig(k=3, reserve=0.0),
+    )
+    note = "Zorbly quantish flemming grobnar wibbel tronk: hypertension and actinic keratosis."
+    assert guarded.unfamiliar(note) and not guarded.unfamiliar(TEXTS[2])
+    plain = {"I10", "L57.0"}
+    assert plain <= set(lexicon.scores(note))
+    assert not plain <= {c.code for c in familiar.candidates([note], k=2)[0]}
+    assert plain <= {c.code for c in guarded.candidates([note], k=2)[0]}
+
+
+def test_fitting_sets_the_unfamiliar_threshold_from_held_out_notes(lexicon):
+    retriever = Retriever.fit(TEXTS * 2, LABELS * 2, k=8, lexicon=lexicon)
+    assert 0.0 <= retriever.merge.unfamiliar_above < 0.5

@@ -33,6 +33,7 @@ _WORD = re.compile(r"[a-z0-9]+")
 _SENTENCE = re.compile(r"\n|[.;!?](?=\s)")
 _PARENTHESES = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
 _PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+_LETTERS = re.compile(r"[a-z]{2,}")  # the words a note's familiarity is judged on
 MAX_KEY_WORDS = 8  # longer phrases are keyed on their first 8 words, the rest verified
 SIDE_WORDS = {
     "right": ("right", "rt", "r"),
@@ -582,6 +583,10 @@ class Merge:
     scale: list[float]
     unseen_log_prior: float = math.log(0.5 / 1000)
     features: list[str] = field(default_factory=lambda: list(FEATURES))
+    # A note whose share of words unknown to the TF-IDF vocabulary is above this is unlike
+    # the notes the merge was fitted on: the lexicon's plain matches may take every place.
+    # The 99th percentile of the held-out synthetic notes' shares; None: never.
+    unfamiliar_above: float | None = None
 
 
 # The merge fitted on a 20,000-note development corpus (seed 5, its 15,935 training notes):
@@ -683,9 +688,25 @@ class Retriever:
             [r[1] if r and r[1] is not None else 200 for r in ranges], dtype=np.float32
         )
         merge = self.merge
+        vectorizer = getattr(self.coder, "vectorizer", None)
+        words_of = dict(getattr(vectorizer, "transformer_list", ())).get("word")
+        vocabulary = getattr(words_of, "vocabulary_", None) or {}
+        self._vocabulary = frozenset(term for term in vocabulary if " " not in term)
         self._weights = np.asarray(merge.weights, dtype=np.float64)
         self._log_prior = np.asarray(merge.log_prior, dtype=np.float32)
         self._inverse_scale = 1.0 / np.maximum(np.asarray(merge.scale, dtype=np.float32), 1e-3)
+
+    def unfamiliar_share(self, text: str) -> float:
+        """The share of a note's words (two letters or more) the TF-IDF vocabulary lacks."""
+        found = _LETTERS.findall(text.lower())
+        if not found or not self._vocabulary:
+            return 0.0
+        return sum(w not in self._vocabulary for w in found) / len(found)
+
+    def unfamiliar(self, text: str) -> bool:
+        """Whether a note is unlike the merge's training notes (see :class:`Merge`)."""
+        threshold = self.merge.unfamiliar_above
+        return threshold is not None and self.unfamiliar_share(text) > threshold
 
     # -- features ------------------------------------------------------------------------
 
@@ -757,7 +778,8 @@ class Retriever:
         """The top-k candidates of each note, best first; score = the merge's probability.
 
         ``config.reserve`` of the k places go to the lexicon's own best plain matches when the
-        merge ranks them lower (a guard for text unlike the notes the merge was fitted on)."""
+        merge ranks them lower (a guard for text unlike the notes the merge was fitted on), and
+        every place may when the note is :meth:`unfamiliar`."""
         k = self.k if k is None else k
         return [lists[k] for lists in self.candidate_lists(texts, (k,))]
 
@@ -767,16 +789,17 @@ class Retriever:
         """:meth:`candidates` for several k at once (the features are computed once)."""
         found = []
         n = len(self.coder.codes)
-        for codes, x in self._note_features(texts):
+        for text, (codes, x) in zip(texts, self._note_features(texts), strict=True):
+            share = 1.0 if self.unfamiliar(text) else self.config.reserve
             logits = x @ self._weights + self.merge.intercept
             logits[:n][~self._valid] = -np.inf
             order = np.argsort(-logits, kind="stable")
             order = order[: int(np.isfinite(logits).sum())]
-            lexical = _lexicon_score(x) if self.config.reserve > 0 else None
+            lexical = _lexicon_score(x) if share > 0 else None
             lists = {}
             for k in ks:
                 chosen = order[:k]
-                reserve = int(k * self.config.reserve)
+                reserve = int(k * share)
                 if reserve and lexical is not None and len(chosen):
                     taken = set(chosen.tolist())
                     wanted = [
@@ -852,6 +875,9 @@ class Retriever:
         )
         self.merge = merge
         self._prepare()
+        if held_texts and self._vocabulary:
+            shares = [self.unfamiliar_share(text) for text in held_texts]
+            merge.unfamiliar_above = float(np.quantile(shares, 0.99))
         x, y, weight = self._training_rows(held_texts, held_labels)
         if y.sum() >= 20 and (~y).sum() >= 20:
             merge.weights, merge.intercept = _logistic(x, y, weight, self.config.regularisation)
