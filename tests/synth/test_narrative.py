@@ -742,18 +742,23 @@ def test_facts_for_a_scenario(catalog):
 
     diabetes = fact(catalog, "type2_diabetes")
     cellulitis = fact(catalog, "cellulitis", Status.ACTIVE)
-    drug = catalog.concepts["type2_diabetes"].medications[0].name
+    drug, started = (m.name for m in catalog.concepts["type2_diabetes"].medications[:2])
     scenario = SimpleNamespace(
         problems=[diabetes, cellulitis],
         exam=[catalog.concepts["cellulitis"].exam[0], "lungs clear"],
         labs=[result(catalog, "a1c", "8.9")],
         vitals=[result(catalog, "temperature", "101.2")],
-        medications=[MedicationFact(drug, None), MedicationFact("aspirin 81 mg daily", None)],
-        medication_changes=[MedicationChange("start", drug, 0)],
+        medications=[
+            MedicationFact(drug, None),
+            MedicationFact(started, None),
+            MedicationFact("aspirin 81 mg daily", None),
+        ],
+        medication_changes=[MedicationChange("start", started, 0)],
     )
     own = facts_for(scenario, 0)
     assert own.labs == ("A1c 8.9%",)
-    assert own.drugs and own.drugs[0] == drug.split()[0]
+    # the problem is "on" its listed drug, not on one started today
+    assert own.drugs == (drug.split()[0],)
     assert own.findings == ()
     skin = facts_for(scenario, 1)
     assert skin.findings == (catalog.concepts["cellulitis"].exam[0],)

@@ -706,7 +706,7 @@ def shown(result: Any) -> str:
 def facts_for(scenario: Any, index: int, present: tuple[str, ...] | None = None) -> ProblemFacts:
     """The narrator's inputs for ``scenario.problems[index]`` from a :class:`Scenario`: the
     problem's printed exam findings, printed results and listed drugs (its concept's, minus
-    those stopped today), and everything the note states as present (``present``: the
+    those started or stopped today), and everything the note states as present (``present``: the
     scenario's :func:`present_terms`, when the caller has them already)."""
     fact = scenario.problems[index]
     concept = fact.concept
@@ -726,11 +726,13 @@ def facts_for(scenario: Any, index: int, present: tuple[str, ...] | None = None)
         printed = {r.measure.key: r for r in (*scenario.labs, *scenario.vitals)}
         results = [printed[k] for k in dict.fromkeys(keys) if k in printed]
         names = {m.name for m in concept.medications}
-        stopped = {c.name for c in scenario.medication_changes if c.action == "stop"}
+        # a drug started today is no drug the problem is "on" ("not at goal despite
+        # atorvastatin" beside "new prescription: atorvastatin"); one stopped, no longer
+        changed = {c.name for c in scenario.medication_changes}
         drugs = tuple(
             _drug_name(m.name)
             for m in scenario.medications
-            if m.name in names and m.name not in stopped
+            if m.name in names and m.name not in changed
         )
     return ProblemFacts(
         findings=findings,

@@ -300,13 +300,16 @@ def build_context(
     if visit.new_patient:  # a new patient's (or initial wellness) visit says so
         headers = _NEW_HEADERS.get(visit.kind, headers)
     header = mark("visit", rng.choice(headers))
-    changes: dict[int | None, list[str]] = {}
-    for change in scenario.medication_changes:
-        verb = "start" if change.action == "start" else "stop"
-        why = "" if change.action == "start" else " (side effects)"
-        changes.setdefault(change.problem, []).append(f"{verb} {change.name}{why}")
-
     story = _Storyteller(scenario, rng)
+    # each medication change in the narrator's words ("Started lisinopril 20 mg daily today",
+    # "metformin stopped, pill burden"), from a generator of its own
+    changes: dict[int | None, list[tuple[str, str]]] = {}
+    changed = derived_rng(rng, "changes")
+    for change in scenario.medication_changes:
+        line = story.narrator.change_line(changed, change.action, change.name)
+        said = (change.name.split() or [""])[0]
+        changes.setdefault(change.problem, []).append((said, _lower_first(line.rstrip("."))))
+
     problems, history, family_history, resolved, negatives, ruled_out = [], [], [], [], [], []
     for index, fact in enumerate(scenario.problems):
         path = f"problems[{index}]"
@@ -712,9 +715,10 @@ def _general(scenario: Scenario) -> dict[str, bool]:
     return general_statements(shipped_rules(), list(scenario.exam), codes)
 
 
-def _with_changes(plan: str, changes: dict[int | None, list[str]], index: int) -> str:
-    """The plan with the medication changes documented for the problem."""
-    added = [c for c in changes.get(index, ()) if c.split(" ", 2)[1].lower() not in plan.lower()]
+def _with_changes(plan: str, changes: dict[int | None, list[tuple[str, str]]], index: int) -> str:
+    """The plan with the medication changes documented for the problem (a drug the plan
+    names already is not repeated)."""
+    added = [line for drug, line in changes.get(index, ()) if drug.lower() not in plan.lower()]
     return "; ".join([plan, *added]) if added else plan
 
 

@@ -328,7 +328,10 @@ class Sampler:
             provider=self.identities.provider(rng),
             level=level,
         )
-        self._therapy(medications, conditions, age, rng, [])
+        # therapy by the age the patient reaches within the year of visits, so a wellness
+        # visit (which starts nothing) after a birthday that crosses a guideline age (atrial
+        # fibrillation anticoagulated from 75) finds it already on the list
+        self._therapy(medications, conditions, age + 1, rng, [])
         record.medications = medications.names
         return record
 
@@ -672,7 +675,7 @@ class Sampler:
         started: list[tuple[str, str]] = []
         noted = [c for c in (*patient.conditions, *new_conditions) if c.concept.id in addressed_ids]
         if not preventive and not procedure_visit:  # (that would be a problem visit)
-            self._therapy(current, noted, age, rng, started, forms_now)
+            self._therapy(current, noted, age + 1, rng, started, forms_now)  # as above
         for concept_id, name in started:
             changes.append(MedicationChange("start", name, addressed_ids[concept_id]))
         if (
