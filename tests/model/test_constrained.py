@@ -163,6 +163,33 @@ def test_cached_decoding_matches_full_forward(tiny):
             state.advance(token)
 
 
+def test_a_weak_end_gives_way_to_the_likeliest_code():
+    import torch
+
+    from medcode.model.constrained import _unless_weak_end
+
+    # columns: EOS (0) and two codes' first tokens; row 3 may only end
+    probabilities = torch.tensor(
+        [[0.6, 0.3, 0.1], [0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [1.0, 0.0, 0.0]]
+    )
+    best = probabilities.argmax(dim=-1)
+    kept = _unless_weak_end(probabilities, best, 0, 0.8)
+    assert kept.tolist() == [1, 0, 1, 0]  # 0.6 < 0.8: the code instead; 0.9 ends; nothing else
+    assert _unless_weak_end(probabilities, best, 0, 0.5).tolist() == best.tolist()
+
+
+def test_eos_min_lists_at_least_as_many_codes(tiny):
+    prompts = [build_prompt(note) for note in NOTES]
+    first_end = constrained_generate(tiny.model, tiny.tokenizer, prompts, max_new_tokens=40)
+    confident = constrained_generate(
+        tiny.model, tiny.tokenizer, prompts, max_new_tokens=40, eos_min=0.99
+    )
+    for early, late in zip(first_end, confident, strict=True):
+        if early.finished:  # the same greedy path up to where the early answer ended
+            assert late.codes[: len(early.codes)] == early.codes
+            assert len(late.codes) >= len(early.codes)
+
+
 def test_token_limit_drops_the_partial_code(tiny):
     prompts = [build_prompt(NOTES[0])]
     answer = constrained_generate(tiny.model, tiny.tokenizer, prompts, max_new_tokens=9)[0]

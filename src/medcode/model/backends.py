@@ -235,6 +235,7 @@ class HFBackend:
         max_codes: int = 32,
         max_prompt_tokens: int | None = None,
         constrained: bool = True,
+        eos_min: float = 0.0,
         validator: CodeValidator | None = None,
         warn: Warn | None = None,
     ) -> None:
@@ -244,6 +245,7 @@ class HFBackend:
         self.mode, self.retriever, self.k = mode, retriever, k
         self.batch_size = max(1, batch_size)
         self.max_new_tokens, self.max_codes = max_new_tokens, max_codes
+        self.eos_min = eos_min  # constrained: end the answer only when the end is this likely
         self.constrained = constrained
         self.validator = validator or CodeValidator()
         self.warn = warn or _warn
@@ -320,6 +322,7 @@ class HFBackend:
                 trie=self.trie,
                 max_new_tokens=self.max_new_tokens,
                 max_codes=self.max_codes,
+                eos_min=self.eos_min,
             )
         else:
             decoded = plain_generate(

@@ -54,6 +54,17 @@ UnconstrainedOption = Annotated[
     ),
 ]
 DeviceOption = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 ...")]
+EosMinOption = Annotated[
+    float,
+    typer.Option(
+        "--eos-min",
+        min=0.0,
+        max=1.0,
+        help="hf, constrained: end the answer only when the end is at least this likely "
+        "between codes, else write the likeliest next code (0: at the first end; higher "
+        "lists more codes).",
+    ),
+]
 
 
 def _warn(message: str) -> None:
@@ -71,6 +82,7 @@ def _coder(
     unconstrained: bool,
     device: str | None,
     max_prompt_tokens: int | None = None,
+    eos_min: float = 0.0,
 ) -> Any:
     from medcode.model.backends import load_coder
 
@@ -79,6 +91,7 @@ def _coder(
     else:
         options = {
             "constrained": not unconstrained,
+            "eos_min": eos_min,
             "max_prompt_tokens": max_prompt_tokens,
             "device": device,
             "warn": _warn,
@@ -115,6 +128,7 @@ def code_command(
     api_key: ApiKeyOption = None,
     max_new_tokens: MaxTokensOption = 256,
     unconstrained: UnconstrainedOption = False,
+    eos_min: EosMinOption = 0.0,
     device: DeviceOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -137,6 +151,7 @@ def code_command(
         max_new_tokens=max_new_tokens,
         unconstrained=unconstrained,
         device=device,
+        eos_min=eos_min,
     )
     prediction = coder.predict([text], [note.name])[0]
     scores = prediction.scores or [None] * len(prediction.codes)
@@ -255,6 +270,7 @@ def predict_command(
         typer.Option("--max-prompt-tokens", min=16, help="Cut longer notes (default: context)."),
     ] = None,
     unconstrained: UnconstrainedOption = False,
+    eos_min: EosMinOption = 0.0,
     device: DeviceOption = None,
 ) -> None:
     """Code notes into a predictions JSONL: {"id", "codes", "scores"} per line.
@@ -290,6 +306,7 @@ def predict_command(
         unconstrained=unconstrained,
         device=device,
         max_prompt_tokens=max_prompt_tokens,
+        eos_min=eos_min,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -298,10 +298,13 @@ def constrained_generate(
     trie: CodeTrie | None = None,
     max_new_tokens: int = 256,
     max_codes: int | None = 32,
+    eos_min: float = 0.0,
 ) -> list[Decoded]:
     """Greedy decoding of one batch of prompts, constrained to the codes of ``trie`` (default:
     the full code set). A code's score is its probability under the constrained distribution:
-    the product of its tokens' probabilities, each a softmax over the allowed tokens only."""
+    the product of its tokens' probabilities, each a softmax over the allowed tokens only.
+    With ``eos_min`` the answer ends only when the end is at least that likely between codes
+    (else the likeliest next code is written): a model that stops early lists more."""
     import torch
     from transformers import DynamicCache
 
@@ -330,6 +333,8 @@ def constrained_generate(
             logits = logits.masked_fill(~keep.to(device), float("-inf"))
             probabilities = torch.softmax(logits, dim=-1)
             best = probabilities.argmax(dim=-1)
+            if eos_min > 0 and trie.eos_id in where:
+                best = _unless_weak_end(probabilities, best, where[trie.eos_id], eos_min)
             chosen = [union[c] for c in best.tolist()]
             best_p = probabilities.gather(-1, best[:, None]).squeeze(-1).tolist()
             for row, token, p in zip(rows, chosen, best_p, strict=True):
@@ -360,6 +365,21 @@ def constrained_generate(
         )
         for s in states
     ]
+
+
+def _unless_weak_end(probabilities: Any, best: Any, eos: int, eos_min: float) -> Any:
+    """``best`` with an end less likely than ``eos_min`` replaced by the likeliest other
+    allowed token (where there is one)."""
+    import torch
+
+    weak = (best == eos) & (probabilities[:, eos] < eos_min)
+    if not bool(weak.any()):
+        return best
+    others = probabilities.clone()
+    others[:, eos] = -1.0
+    alternative = others.argmax(dim=-1)
+    allowed = others.gather(-1, alternative[:, None]).squeeze(-1) > 0
+    return torch.where(weak & allowed, alternative, best)
 
 
 def plain_generate(
