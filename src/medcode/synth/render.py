@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from types import SimpleNamespace
 from typing import ClassVar
 
 from medcode.datafiles import load_yaml, package_data
+from medcode.errors import DataFileError
 from medcode.records import Episode, Status, VisitKind
 from medcode.synth.choice import WeightedChoice
 from medcode.synth.decision import LISTED_PLANS
@@ -99,6 +100,7 @@ class Cues:
     laterality: dict[str, tuple[str, ...]]
     episodes: dict[str, tuple[str, ...]]
     exacerbation: tuple[str, ...] = ()  # a chronic problem documented as worse (not at goal)
+    relatives: dict[str, str] = field(default_factory=dict)  # relative -> sex (F or M)
 
 
 # what a denied or excluded finding's phrase must not hold, and the negation templates that
@@ -127,7 +129,19 @@ def shipped_cues() -> Cues:
         laterality={k: tuple(v) for k, v in data["laterality"].items()},
         episodes={k: tuple(v) for k, v in data["episodes"].items()},
         exacerbation=tuple(data.get("exacerbation", ())),
+        relatives=_relatives(data),
     )
+
+
+def _relatives(data: dict) -> dict[str, str]:
+    found = data.get("relatives")
+    if not isinstance(found, dict) or not found or set(found.values()) - {"F", "M"}:
+        raise DataFileError(
+            package_data("synth/cues.yaml"),
+            getattr(found, "line", None) or data.line,
+            "relatives: a mapping of relative to sex (F or M)",
+        )
+    return {str(relative): str(sex) for relative, sex in found.items()}
 
 
 _SEX_WORDS = {"F": ("female", "she", "her", "woman"), "M": ("male", "he", "his", "man")}

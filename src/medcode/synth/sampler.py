@@ -384,7 +384,7 @@ class Sampler:
                     continue
                 seen.add(concept.id)
                 condition = self._condition(rng, concept)
-                relative = rng.choice(_RELATIVES) if status is Status.FAMILY_HISTORY else None
+                relative = _relative(rng, concept) if status is Status.FAMILY_HISTORY else None
                 items.append(HistoryItem(concept, status, condition.form, condition.side, relative))
         return items
 
@@ -495,8 +495,10 @@ class Sampler:
             if status is Status.UNCERTAIN:
                 count = min(len(concept.symptoms), rng.choice((1, 2, 2)))
                 symptoms = tuple(rng.sample(concept.symptoms, count))
-            if status is Status.FAMILY_HISTORY and relative is None:
-                relative = rng.choice(_RELATIVES)
+            if status is Status.FAMILY_HISTORY:
+                side = None  # a relative's condition is coded without its side (Z80.41)
+                if relative is None:
+                    relative = _relative(rng, concept)
             residual = (
                 concept.residual[0] if episode is Episode.SEQUELA and concept.residual else None
             )
@@ -1258,16 +1260,16 @@ _WORDS = re.compile(r"[a-z0-9']+")
 _UNSAID = re.compile(r",? unspecified\b| NOS\b", re.IGNORECASE)
 
 
-_RELATIVES = (
-    "mother",
-    "father",
-    "sister",
-    "brother",
-    "maternal grandmother",
-    "paternal grandfather",
-    "maternal aunt",
-    "paternal uncle",
-)
+def _relative(rng: random.Random, concept: Concept) -> str:
+    """A relative for a family history of ``concept``, of a sex the condition occurs in
+    (data/synth/cues.yaml relatives: no ovarian cancer in a brother)."""
+    from medcode.synth.render import shipped_cues
+
+    relatives = shipped_cues().relatives
+    fitting = [r for r, sex in relatives.items() if concept.sex.get(sex, 1) > 0]
+    return rng.choice(fitting or list(relatives))
+
+
 _ROUTINE_LABS = ("hemoglobin", "wbc", "sodium", "potassium", "creatinine", "glucose", "platelets")
 _NORMAL_EXAM = (
     "lungs clear to auscultation bilaterally",
