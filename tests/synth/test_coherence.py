@@ -419,3 +419,21 @@ def test_a_bad_table_names_its_file_and_line(tmp_path: Path, name, loader, text,
         loader(path)
     assert caught.value.line == line and message in str(caught.value)
     assert f"{name}:{line}" in str(caught.value)
+
+
+def test_a_family_history_names_a_relative_of_the_conditions_sex_and_no_side(sample):
+    """Found reading generated notes: "FHx rt ovarian cancer in brother"."""
+    from medcode.synth.render import shipped_cues
+
+    relatives = shipped_cues().relatives
+    seen = 0
+    for profile in ("primary_care", "hospital_ed"):
+        for scenario, _, _ in sample[profile]:
+            for fact in scenario.problems:
+                if fact.status is not Status.FAMILY_HISTORY:
+                    continue
+                seen += 1
+                assert fact.side is None, (fact.concept.id, fact.side)
+                sex = relatives[fact.relative]
+                assert fact.concept.sex.get(sex, 1) > 0, (fact.concept.id, fact.relative)
+    assert seen > 100
