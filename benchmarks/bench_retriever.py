@@ -116,7 +116,8 @@ def vocabulary_gap(
         for code, phrases in retriever.lexicon.phrases_by_code().items()
     }
     ranked = [[c.code for c in row] for row in retriever.candidates(texts, k=k)]
-    pairs = gaps = no_phrase = 0
+    procedures = cpt.procedure_table()
+    pairs = gaps = no_phrase = retired = 0
     missed: Counter[str] = Counter()
     missed_gaps: Counter[str] = Counter()
     clues: dict[str, Counter[str]] = {}
@@ -128,6 +129,13 @@ def vocabulary_gap(
             no_phrase += not phrases
             gap = not any(phrase <= tokens for phrase in phrases)
             gaps += gap
+            # a 2018 code deleted or expanded since (CodiEsp): no FY2026 phrase can name it
+            retired += (
+                gap
+                and code not in procedures
+                and icd10cm.looks_like(code)
+                and not icd10cm.is_billable(code)
+            )
             if code in listed:
                 continue
             missed[code] += 1
@@ -137,7 +145,8 @@ def vocabulary_gap(
     print(
         f"  vocabulary gap: {gaps / max(1, pairs):.3f} of {pairs:,} gold pairs have no lexicon "
         f"phrase whose words are all in the note ({no_phrase / max(1, pairs):.3f}: no phrase "
-        "for the code at all)"
+        f"for the code at all; {retired / max(1, pairs):.3f}: codes no longer billable in "
+        "FY2026)"
     )
     print(f"  the {top} codes most often missed at k={k} (missed / of which gaps: note words "
           "of the code's phrases, most frequent first)")  # fmt: skip
