@@ -128,6 +128,11 @@ class Evidence:
         return score if self.plain or self.derived else score * 0.1
 
 
+def _entry_key(tokens: list[str]) -> tuple[str, tuple[str, ...]]:
+    """A phrase's look-up key (its first words) and the rest it verifies."""
+    return " ".join(tokens[:MAX_KEY_WORDS]), tuple(tokens[MAX_KEY_WORDS:])
+
+
 ORDER_FREE_WEIGHT = 0.8  # a phrase's words found in another order count a little less
 ORDER_FREE_WORDS = (2, 4)  # phrases of this many words are also found in any order
 
@@ -165,7 +170,7 @@ class Lexicon:
         codes = tuple(dict.fromkeys(codes))
         if not tokens or not codes:
             return
-        key, rest = " ".join(tokens[:MAX_KEY_WORDS]), tuple(tokens[MAX_KEY_WORDS:])
+        key, rest = _entry_key(tokens)
         found = self._entry.get((key, rest))
         weight = _weight(source, len(tokens))
         if found is None:
@@ -191,9 +196,7 @@ class Lexicon:
         already added); returns the acronyms whose phrase the lexicon does not hold."""
         missing = []
         for acronym, phrase in acronyms.items():
-            tokens = self.tokens(phrase)
-            key, rest = " ".join(tokens[:MAX_KEY_WORDS]), tuple(tokens[MAX_KEY_WORDS:])
-            entry = self._entry.get((key, rest))
+            entry = self._entry.get(_entry_key(self.tokens(phrase)))
             if entry is None:
                 missing.append(acronym)
                 continue
