@@ -74,6 +74,18 @@ def test_llm_predictions_are_valid_codes(demo_run):
                     assert normalize_code(code)[1] != "invalid", code
 
 
+def test_synthetic_eval_notes_carry_their_setting_and_patient(demo_run):
+    from medcode.model.prompt import SETTINGS
+
+    _, out, _, _ = demo_run
+    for name in ("test", "test_ood"):
+        path = out / "eval_sets" / name / "notes.jsonl"
+        notes = [json.loads(line) for line in path.read_text().splitlines()]
+        assert notes and all(n["setting"] in SETTINGS for n in notes)
+        assert all(n["patient"]["sex"] in ("female", "male") for n in notes)
+    assert json.loads((out / "adapter" / "medcode_model.json").read_text())["context"] is True
+
+
 def test_report_and_training_curve_are_written(demo_run):
     _, out, _, _ = demo_run
     html = (out / "report" / "report.html").read_text()

@@ -88,12 +88,25 @@ def build_corpus(config: DemoConfig, out: Path, say: Say) -> Path:
     return corpus
 
 
+def _note(row: dict) -> dict:
+    """A corpus row as a notes-JSONL line: id, text, and the setting and patient its
+    encounter gives (what ``medcode predict`` passes into the prompt)."""
+    from medcode.model.prompt import NoteContext
+
+    note = {"id": row["id"], "text": row["text"]}
+    context = NoteContext.of_encounter(row.get("encounter"))
+    if context is not None:
+        note["setting"] = context.setting
+        note["patient"] = {"age": context.age, "sex": context.sex}
+    return note
+
+
 def build_eval_sets(config: DemoConfig, corpus: Path, out: Path, say: Say) -> dict[str, Path]:
     """A seeded sample of ``eval_notes`` notes per set: notes.jsonl + gold.jsonl each."""
     from medcode.synth.card import read_rows
 
     sets: dict[str, Path] = {}
-    rows = list(read_rows(corpus, ["id", "text", "codes", "split", "note_type"]))
+    rows = list(read_rows(corpus, ["id", "text", "codes", "split", "note_type", "encounter"]))
     for name in ("test", "test_ood"):
         folder = out / "eval_sets" / name
         if (folder / "gold.jsonl").exists():
@@ -106,7 +119,7 @@ def build_eval_sets(config: DemoConfig, corpus: Path, out: Path, say: Say) -> di
             say(f"no {name} notes in a corpus of {config.notes}: {name} skipped (raise --notes)")
             continue
         sets[name] = folder
-        _write_jsonl(folder / "notes.jsonl", [{"id": r["id"], "text": r["text"]} for r in chosen])
+        _write_jsonl(folder / "notes.jsonl", [_note(r) for r in chosen])
         _write_jsonl(
             folder / "gold.jsonl",
             [
@@ -241,6 +254,7 @@ def run_llm(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from medcode.model.backends import load_coder
+    from medcode.model.commands import read_notes
     from medcode.model.retriever import Retriever
 
     run = out / "runs" / name
@@ -262,7 +276,7 @@ def run_llm(
         predictions[set_name] = path
         if path.exists():
             continue
-        notes = _read_jsonl(folder / "notes.jsonl")
+        notes = read_notes(folder / "notes.jsonl", "")  # with each note's setting and patient
         columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, transient=True) as bar:
             task = bar.add_task(f"{label} on {set_name}", total=len(notes))
@@ -270,6 +284,7 @@ def run_llm(
                 [n["text"] for n in notes],
                 [n["id"] for n in notes],
                 progress=lambda n, task=task: bar.advance(task, n),
+                contexts=[n["context"] for n in notes],
             )
         rows = []
         for note, prediction in zip(notes, found, strict=True):

@@ -181,6 +181,19 @@ def test_openai_backend_against_a_fake_server(chat):
     assert any(NOTES[0] in prompt for prompt in prompts)
 
 
+def test_openai_backend_states_each_note_s_context_when_its_model_reads_one():
+    from medcode.model.prompt import NoteContext
+
+    contexts = [NoteContext("inpatient", 80, "male"), None, NoteContext("emergency")]
+    with FakeServer() as server:
+        OpenAIBackend(server.url, "m", batch_size=1).predict(NOTES, contexts=contexts)
+        OpenAIBackend(server.url, "m", context=False).predict(NOTES[:1], contexts=contexts[:1])
+    prompts = [body["prompt"] for _, body, _ in server.requests]
+    assert "Setting: inpatient\nPatient: 80-year-old male\n\nNote:\n" + NOTES[0] in prompts[0]
+    assert "Setting:" not in prompts[1] and "Setting: emergency\n\nNote:" in prompts[2]
+    assert "Setting:" not in prompts[3]  # a model trained without contexts is not shown one
+
+
 def test_openai_backend_retries_server_errors(monkeypatch):
     waits = []
     monkeypatch.setattr(backends, "_sleep", waits.append)
@@ -229,6 +242,16 @@ def test_load_coder_reads_the_model_record(adapter, monkeypatch):
     assert stub.calls == [(NOTES[:1], 5)]
     served = load_coder(adapter, "openai", base_url="http://127.0.0.1:9/v1")
     assert (served.mode, served.model) == ("candidates", adapter.name)
+
+
+def test_the_record_says_whether_the_model_reads_a_context(adapter, tmp_path):
+    # adapters trained before prompts stated the setting and patient have no "context"
+    assert backends.read_record(adapter).context is False
+    assert backends.read_record("embedded").context is True  # a base model is told
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "medcode_model.json").write_text(json.dumps({"mode": "plain", "context": True}))
+    assert backends.read_record(folder).context is True
 
 
 def test_load_coder_errors(tmp_path, tiny_model):
@@ -285,7 +308,7 @@ class PolicyCoder:
     """A coder whose model wrote G30.9, I10 and an invalid code: the validator drops the
     invalid code and adds F02.80 after G30.9."""
 
-    def predict(self, texts, ids=None, progress=None):
+    def predict(self, texts, ids=None, progress=None, contexts=None):
         found = [CodeValidator()(["G30.9", "I10", "BAD1"], [0.9, 0.8, 0.1]) for _ in texts]
         if progress is not None:
             progress(len(texts))
@@ -317,6 +340,70 @@ def test_cli_reports_the_codes_the_policy_tables_added(cli, notes_file, tmp_path
     assert shown["added"] == [reason]
     status, stdout, err = cli("code", "--model", "m", str(note))
     assert status == 0 and "added by the policy tables" in stdout and "F02.80" in stdout
+
+
+class ContextCoder:
+    """A coder that records the contexts it is given."""
+
+    context = True
+
+    def __init__(self):
+        self.contexts = []
+
+    def predict(self, texts, ids=None, progress=None, contexts=None):
+        self.contexts.extend(contexts)
+        return [Prediction([]) for _ in texts]
+
+
+def test_cli_passes_each_note_s_setting_and_patient(cli, tmp_path, monkeypatch):
+    from medcode.model import commands
+    from medcode.model.prompt import NoteContext
+
+    coder = ContextCoder()
+    monkeypatch.setattr(commands, "_coder", lambda *args, **kwargs: coder)
+    notes = tmp_path / "notes.jsonl"
+    lines = [
+        {"id": "a", "text": "HTN.", "setting": "inpatient", "patient": {"age": 70, "sex": "F"}},
+        {"id": "b", "text": "HTN."},
+    ]
+    notes.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "pred.jsonl"
+    args = ("predict", "--model", "m", "--input", str(notes), "--out", str(out))
+    status, _, err = cli(*args, "--setting", "emergency", "--age", "30")
+    assert status == 0, err
+    # the options stand for a note that gives no context of its own
+    assert coder.contexts == [NoteContext("inpatient", 70, "female"), NoteContext("emergency", 30)]
+    record = json.loads(out.with_suffix(".run.json").read_text())
+    assert record["context"] is True and record["notes_with_context"] == 2
+    note = tmp_path / "note.txt"
+    note.write_text("HTN.")
+    status, _, err = cli(
+        "code", "--model", "m", str(note), "--setting", "inpatient", "--sex", "male"
+    )
+    assert status == 0, err
+    assert coder.contexts[-1] == NoteContext("inpatient", sex="male")
+    lines[1]["patient"] = {"sex": "x"}
+    notes.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    status, _, err = cli(*args)
+    assert status != 0 and f"{notes}:2: patient sex 'x'" in " ".join(err.split())
+    status, _, err = cli("code", "--model", "m", str(note), "--setting", "ward")
+    assert status != 0 and "setting 'ward'" in err
+
+
+def test_cli_reads_a_corpus_note_s_context_from_its_encounter(cli, tmp_path, monkeypatch):
+    from medcode.model import commands
+    from medcode.synth.generate import SynthConfig, run
+
+    corpus = tmp_path / "corpus"
+    run(SynthConfig(n=30, seed=2), corpus)
+    coder = ContextCoder()
+    monkeypatch.setattr(commands, "_coder", lambda *args, **kwargs: coder)
+    out = tmp_path / "pred.jsonl"
+    args = ("predict", "--model", "m", "--input", str(corpus), "--out", str(out))
+    status, _, err = cli(*args, "--split", "train,validation,test,test_ood")
+    assert status == 0, err
+    assert len(coder.contexts) == 30
+    assert all(c.setting and c.age is not None and c.sex for c in coder.contexts)
 
 
 def test_cli_predict_resume_repairs_a_partial_last_line(cli, tiny_model, notes_file, tmp_path):

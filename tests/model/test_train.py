@@ -544,6 +544,36 @@ def test_train_end_to_end_candidates(tiny_model, tiny_corpus, tmp_path, stub_ret
     loaded = load(out, device="cpu")
     assert loaded.source.adapter == out
     assert read_record(out).retriever == out / "retriever" and read_record(out).k == 5
+    assert record["context"] is True and read_record(out).context is True
+
+
+@pytest.mark.parametrize(("context", "dropout"), [(True, 0.0), (True, 0.5), (False, 0.0)])
+def test_training_prompts_state_the_setting_and_patient(
+    tiny_model, tiny_corpus, tmp_path, tokenizer, context, dropout
+):
+    from medcode.model.prompt import NoteContext, left_out
+    from medcode.model.train import encode_example, prepare_data, read_corpus
+
+    config = tiny_config(
+        tiny_model, tiny_corpus, tmp_path, mode="plain", max_train_notes=0, context=context,
+        context_dropout=dropout,
+    )  # fmt: skip
+    prepared = prepare_data(config, tokenizer, tmp_path)
+    rows, _ = read_corpus(tiny_corpus)
+    told = 0
+    for row, example in zip(rows, prepared.train, strict=True):
+        said = NoteContext.of_encounter(row["encounter"])
+        assert said is not None and said.setting and said.age is not None and said.sex
+        expected = said if context and not left_out(row["id"], dropout) else None
+        codes = [item["code"] for item in row["codes"]]
+        for given in (expected, None if expected else said):
+            encoded, _ = encode_example(
+                tokenizer, row["text"], codes, mode="plain", max_seq_len=768, context=given
+            )
+            assert (encoded == example) == (given == expected)
+        told += expected is not None
+    assert told == (0 if not context else sum(not left_out(r["id"], dropout) for r in rows))
+    assert (told > 0) == context
 
 
 def test_loss_decreases_on_repeated_batch(tiny_model, tiny_corpus, tmp_path):

@@ -28,9 +28,11 @@ class FakeCoder:
     def __init__(self, codes=("E11.22", "I10"), delay=0.0, fail=None):
         self.codes, self.delay, self.fail = list(codes), delay, fail
         self.batches: list[int] = []
+        self.contexts: list = []
 
-    def predict(self, texts, ids=None):
+    def predict(self, texts, ids=None, contexts=None):
         self.batches.append(len(texts))
+        self.contexts.extend(contexts or [None] * len(texts))
         if self.delay:
             time.sleep(self.delay)
         if self.fail is not None:
@@ -297,6 +299,21 @@ def test_warnings_for_setting_age_and_sex(serve, lexicon):
     assert any("for M patients" in w for w in codes["N40.0"]["warnings"])
     assert any("ages 18-39" in w for w in codes["99385"]["warnings"])
     assert codes["N40.0"]["confidence"] == 0.9 and codes["N40.0"]["score"] is None
+
+
+def test_the_setting_and_patient_reach_the_coder(serve, lexicon):
+    from medcode.model.prompt import NoteContext
+
+    coder = FakeCoder()
+    live = serve(create_app(coder, lexicon=lexicon))
+    request = {"text": NOTE, "setting": "inpatient", "patient": {"age": 70, "sex": "female"}}
+    assert live.call("POST", "/v1/code", request).status == 200
+    unknown = {"text": NOTE, "patient": {"sex": "unknown"}}
+    assert live.call("POST", "/v1/code", unknown).status == 200
+    assert coder.contexts == [
+        NoteContext("inpatient", 70, "female"),
+        NoteContext("outpatient"),  # the API's default setting; an unknown sex is left unsaid
+    ]
 
 
 def test_readiness_while_loading(serve, lexicon):

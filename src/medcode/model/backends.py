@@ -30,7 +30,14 @@ from typing import Any, NamedTuple, Protocol
 
 from medcode.errors import MedcodeError
 from medcode.model.loading import ModelError
-from medcode.model.prompt import MODES, Candidate, build_prompt, fit_prompt, parse_codes
+from medcode.model.prompt import (
+    MODES,
+    Candidate,
+    NoteContext,
+    build_prompt,
+    fit_prompt,
+    parse_codes,
+)
 
 RECORD = "medcode_model.json"
 BACKENDS = ("hf", "openai")
@@ -56,15 +63,24 @@ class Prediction:
     added: list[str] = field(default_factory=list)
 
 
+Contexts = Sequence[NoteContext | None] | None  # per note, in the order of the texts
+
+
 class Coder(Protocol):
-    """Anything that codes notes."""
+    """Anything that codes notes; ``contexts`` gives each note's setting and patient where
+    known (a coder whose model was not trained with them leaves them out of its prompts)."""
 
     def predict(
         self,
         texts: list[str],
         ids: list[str] | None = None,
         progress: Progress | None = None,
+        contexts: Contexts = None,
     ) -> list[Prediction]: ...
+
+
+def _context_of(coder: Any, contexts: Contexts, index: int) -> NoteContext | None:
+    return contexts[index] if contexts and coder.context else None
 
 
 def _warn(message: str) -> None:
@@ -236,10 +252,12 @@ class HFBackend:
         max_prompt_tokens: int | None = None,
         constrained: bool = True,
         eos_min: float = 0.0,
+        context: bool = True,
         validator: CodeValidator | None = None,
         warn: Warn | None = None,
     ) -> None:
         _check_mode(mode, retriever)
+        self.context = context  # whether prompts state the setting and patient
         self.loaded = loaded
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.mode, self.retriever, self.k = mode, retriever, k
@@ -266,12 +284,16 @@ class HFBackend:
         return self._trie
 
     def fit_prompt(
-        self, note: str, candidates: Sequence[Candidate] | None, note_id: str
+        self,
+        note: str,
+        candidates: Sequence[Candidate] | None,
+        note_id: str,
+        context: NoteContext | None = None,
     ) -> tuple[str, bool]:
         """The prompt for ``note`` within ``max_prompt_tokens``, the note cut in the middle as
         in training (:func:`medcode.model.prompt.fit_prompt`); and whether it was cut."""
         prompt, ids, truncated = fit_prompt(
-            self.tokenizer, note, self.mode, candidates, self.max_prompt_tokens
+            self.tokenizer, note, self.mode, candidates, self.max_prompt_tokens, context
         )
         if prompt is None:
             raise MedcodeError(
@@ -290,6 +312,7 @@ class HFBackend:
         texts: list[str],
         ids: list[str] | None = None,
         progress: Progress | None = None,
+        contexts: Contexts = None,
     ) -> list[Prediction]:
         """Predictions in the order of ``texts``. Notes are batched by length (less padding);
         batching does not change a note's prediction."""
@@ -298,19 +321,25 @@ class HFBackend:
         predictions: list[Prediction | None] = [None] * len(texts)
         for start in range(0, len(order), self.batch_size):
             chosen = order[start : start + self.batch_size]
-            found = self._predict_batch([texts[i] for i in chosen], [ids[i] for i in chosen])
+            found = self._predict_batch(
+                [texts[i] for i in chosen],
+                [ids[i] for i in chosen],
+                [_context_of(self, contexts, i) for i in chosen],
+            )
             for index, prediction in zip(chosen, found, strict=True):
                 predictions[index] = prediction
             if progress is not None:
                 progress(len(chosen))
         return predictions  # type: ignore[return-value]
 
-    def _predict_batch(self, batch: list[str], batch_ids: list[str]) -> list[Prediction]:
+    def _predict_batch(
+        self, batch: list[str], batch_ids: list[str], contexts: list[NoteContext | None]
+    ) -> list[Prediction]:
         from medcode.model.constrained import constrained_generate, plain_generate
 
         candidates = _candidates(self, batch)
         fitted = [
-            self.fit_prompt(text, candidates[i] if candidates else None, note_id)
+            self.fit_prompt(text, candidates[i] if candidates else None, note_id, contexts[i])
             for i, (text, note_id) in enumerate(zip(batch, batch_ids, strict=True))
         ]
         prompts = [prompt for prompt, _ in fitted]
@@ -415,9 +444,11 @@ class OpenAIBackend:
         retries: int = 4,
         backoff: float = 0.5,
         timeout: float = 120.0,
+        context: bool = True,
         validator: CodeValidator | None = None,
     ) -> None:
         _check_mode(mode, retriever)
+        self.context = context  # whether prompts state the setting and patient
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.mode, self.retriever, self.k = mode, retriever, k
@@ -473,6 +504,7 @@ class OpenAIBackend:
         texts: list[str],
         ids: list[str] | None = None,
         progress: Progress | None = None,
+        contexts: Contexts = None,
     ) -> list[Prediction]:
         predictions: list[Prediction] = []
         with ThreadPoolExecutor(max_workers=self.batch_size) as pool:
@@ -480,7 +512,12 @@ class OpenAIBackend:
                 batch = texts[start : start + self.batch_size]
                 candidates = _candidates(self, batch)
                 prompts = [
-                    build_prompt(text, self.mode, candidates[i] if candidates else None)
+                    build_prompt(
+                        text,
+                        self.mode,
+                        candidates[i] if candidates else None,
+                        _context_of(self, contexts, start + i),
+                    )
                     for i, text in enumerate(batch)
                 ]
                 answers = pool.map(self.complete, prompts)
@@ -503,6 +540,9 @@ class ModelRecord:
     mode: str = "plain"
     k: int = 20
     retriever: Path | None = None
+    # whether the model's prompts state the setting and patient: adapters trained before
+    # medcode wrote them have no "context" in their record, and are prompted without
+    context: bool = True
 
 
 def read_record(spec: str | Path) -> ModelRecord:
@@ -516,12 +556,17 @@ def read_record(spec: str | Path) -> ModelRecord:
         mode = str(data.get("mode", "plain"))
         k = int(data.get("k", 20))
         retriever = data.get("retriever")
+        context = data.get("context", False) is True
     except (OSError, ValueError, TypeError, AttributeError) as error:
         raise ModelError(f"{path}: corrupt model record ({error})") from None
     if mode not in MODES:
         raise ModelError(f"{path}: unknown mode {mode!r} (use {' or '.join(MODES)})")
     return ModelRecord(
-        data.get("base"), mode, k, folder / retriever if retriever and mode != "plain" else None
+        data.get("base"),
+        mode,
+        k,
+        folder / retriever if retriever and mode != "plain" else None,
+        context,
     )
 
 
@@ -555,6 +600,7 @@ def load_coder(
     if backend not in BACKENDS:
         raise MedcodeError(f"unknown backend {backend!r}: use {' or '.join(BACKENDS)}")
     record = read_record(model_spec)
+    options.setdefault("context", record.context)
     mode = mode or record.mode
     k = k or record.k
     if retriever is None and mode == "candidates" and record.retriever is not None:

@@ -67,6 +67,20 @@ EosMinOption = Annotated[
 ]
 
 
+SettingOption = Annotated[
+    str | None,
+    typer.Option(
+        "--setting",
+        help="outpatient, inpatient or emergency: stated in the prompt (predict: for notes "
+        "that do not give their own).",
+    ),
+]
+AgeOption = Annotated[
+    int | None, typer.Option("--age", min=0, max=130, help="The patient's age in years.")
+]
+SexOption = Annotated[str | None, typer.Option("--sex", help="The patient's sex: female or male.")]
+
+
 def _warn(message: str) -> None:
     errors.print(f"[yellow]warning[/yellow] {escape(message)}", highlight=False)
 
@@ -107,6 +121,13 @@ def _coder(
         )
 
 
+def given_context(setting: str | None, age: int | None, sex: str | None) -> Any:
+    """The :class:`~medcode.model.prompt.NoteContext` of the command's options (None: none)."""
+    from medcode.model.prompt import NoteContext
+
+    return NoteContext.of(setting, {"age": age, "sex": sex})
+
+
 def describe(code: str) -> str:
     """A code's description (CPT/HCPCS table first, then the ICD-10-CM tabular)."""
     from medcode.terminology import cpt, icd10cm
@@ -130,9 +151,13 @@ def code_command(
     unconstrained: UnconstrainedOption = False,
     eos_min: EosMinOption = 0.0,
     device: DeviceOption = None,
+    setting: SettingOption = None,
+    age: AgeOption = None,
+    sex: SexOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Code one clinical note: ICD-10-CM and CPT/HCPCS codes with descriptions."""
+    context = given_context(setting, age, sex)
     if str(note) == "-":
         text = sys.stdin.read()
     else:
@@ -153,7 +178,7 @@ def code_command(
         device=device,
         eos_min=eos_min,
     )
-    prediction = coder.predict([text], [note.name])[0]
+    prediction = coder.predict([text], [note.name], contexts=[context])[0]
     scores = prediction.scores or [None] * len(prediction.codes)
     rows = [
         {"code": c, "description": describe(c), "score": s}
@@ -189,8 +214,13 @@ def code_command(
 # --------------------------------------------------------------------------- predict
 
 
-def read_notes(path: Path, split: str) -> list[dict[str, str]]:
-    """Notes ``{"id", "text"}`` from a JSONL file or from a synth corpus folder's splits."""
+def read_notes(path: Path, split: str, default: Any = None) -> list[dict[str, Any]]:
+    """Notes ``{"id", "text", "context"}`` from a JSONL file (``{"id", "text"}``, optionally
+    ``"setting"`` and ``"patient": {"age", "sex"}``) or from a synth corpus folder's splits
+    (the context from each note's encounter). ``default``: the context of a note that gives
+    none of its own."""
+    from medcode.model.prompt import NoteContext
+
     if path.is_dir():
         from medcode.synth.card import read_rows
 
@@ -198,8 +228,12 @@ def read_notes(path: Path, split: str) -> list[dict[str, str]]:
             raise MedcodeError(f"{path}: not a medcode synth corpus (no data/ inside)")
         wanted = set(split.split(","))
         rows = [
-            {"id": str(r["id"]), "text": r["text"]}
-            for r in read_rows(path, ["id", "text", "split"])
+            {
+                "id": str(r["id"]),
+                "text": r["text"],
+                "context": NoteContext.of_encounter(r.get("encounter")) or default,
+            }
+            for r in read_rows(path, ["id", "text", "split", "encounter"])
             if r["split"] in wanted
         ]
         if not rows:
@@ -215,9 +249,14 @@ def read_notes(path: Path, split: str) -> list[dict[str, str]]:
             continue
         try:
             data = json.loads(line)
-            rows.append({"id": str(data["id"]), "text": str(data["text"])})
+            note = {"id": str(data["id"]), "text": str(data["text"])}
         except (ValueError, KeyError, TypeError) as error:
             raise MedcodeError(f'{path}:{number}: expected {{"id", "text"}} ({error})') from None
+        try:
+            context = NoteContext.of(data.get("setting"), data.get("patient"))
+        except MedcodeError as error:
+            raise MedcodeError(f"{path}:{number}: {error}") from None
+        rows.append({**note, "context": context or default})
     if not rows:
         raise MedcodeError(f"{path}: no notes")
     return rows
@@ -272,9 +311,14 @@ def predict_command(
     unconstrained: UnconstrainedOption = False,
     eos_min: EosMinOption = 0.0,
     device: DeviceOption = None,
+    setting: SettingOption = None,
+    age: AgeOption = None,
+    sex: SexOption = None,
 ) -> None:
     """Code notes into a predictions JSONL: {"id", "codes", "scores"} per line.
 
+    A note's setting and patient (JSONL "setting", "patient": {"age", "sex"}; a corpus note's
+    encounter) go into the prompt; --setting, --age and --sex stand for notes without them.
     Lines are appended as batches finish: stop any time and --resume carries on."""
     from rich.progress import (
         BarColumn,
@@ -285,7 +329,7 @@ def predict_command(
         TimeRemainingColumn,
     )
 
-    rows = read_notes(input, split)
+    rows = read_notes(input, split, given_context(setting, age, sex))
     if limit is not None:
         rows = rows[:limit]
     skipped = 0
@@ -336,7 +380,12 @@ def predict_command(
         chunk = batch_size * CHUNK_BATCHES
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
-            found = coder.predict([r["text"] for r in part], [r["id"] for r in part], advance)
+            found = coder.predict(
+                [r["text"] for r in part],
+                [r["id"] for r in part],
+                advance,
+                contexts=[r["context"] for r in part],
+            )
             for row, prediction in zip(part, found, strict=True):
                 scores = prediction.scores
                 line = {
@@ -365,6 +414,8 @@ def predict_command(
         "batch_size": batch_size,
         "max_new_tokens": max_new_tokens,
         "max_prompt_tokens": max_prompt_tokens,
+        "context": getattr(coder, "context", False),  # whether prompts stated setting, patient
+        "notes_with_context": sum(r["context"] is not None for r in rows),
         "notes_coded": coded,
         "notes_resumed": skipped,
         "seconds": round(elapsed, 2),

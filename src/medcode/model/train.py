@@ -37,7 +37,7 @@ from typing import Any
 
 from medcode.errors import MedcodeError
 from medcode.model.loading import EMBEDDED, ModelError, resolve
-from medcode.model.prompt import Candidate, build_target, fit_prompt
+from medcode.model.prompt import Candidate, NoteContext, build_target, fit_prompt, left_out
 from medcode.model.train_config import ConfigError, TrainConfig
 
 IGNORE_INDEX = -100
@@ -63,10 +63,11 @@ def prompt_ids(
     mode: str,
     candidates: Sequence[Candidate] | None,
     budget: int,
+    context: NoteContext | None = None,
 ) -> tuple[list[int] | None, bool]:
     """The prompt's token ids within ``budget`` tokens (the note cut in the middle if too
     long, as :func:`medcode.model.prompt.fit_prompt` does at inference): ``(ids, truncated)``."""
-    _, ids, truncated = fit_prompt(tokenizer, note, mode, candidates, budget)
+    _, ids, truncated = fit_prompt(tokenizer, note, mode, candidates, budget, context)
     return ids, truncated
 
 
@@ -78,13 +79,16 @@ def encode_example(
     mode: str = "plain",
     candidates: Sequence[Candidate] | None = None,
     max_seq_len: int = 1536,
+    context: NoteContext | None = None,
 ) -> tuple[dict[str, list[int]] | None, bool]:
     """``({"input_ids", "labels"}, truncated)`` for one note: prompt tokens labelled
     ``IGNORE_INDEX``, answer tokens (codes, then end-of-sequence) labelled with themselves.
     None when the answer leaves no room for a prompt."""
     answer = tokenizer(build_target(codes), add_special_tokens=False)["input_ids"]
     answer = [*answer, tokenizer.eos_token_id]
-    prompt, truncated = prompt_ids(tokenizer, note, mode, candidates, max_seq_len - len(answer))
+    prompt, truncated = prompt_ids(
+        tokenizer, note, mode, candidates, max_seq_len - len(answer), context
+    )
     if prompt is None:
         return None, truncated
     return {
@@ -666,7 +670,7 @@ def read_corpus(folder: str | Path) -> tuple[list[dict], list[dict]]:
     path = check_corpus(folder)
     train, validation = [], []
     try:
-        for row in read_rows(path, ["id", "text", "codes", "split"]):
+        for row in read_rows(path, ["id", "text", "codes", "split", "encounter"]):
             if row["split"] == "train":
                 train.append(row)
             elif row["split"] == "validation":
@@ -719,6 +723,13 @@ def _codes(row: dict) -> list[str]:
     return [item["code"] for item in row["codes"]]
 
 
+def _context(row: dict, config: TrainConfig) -> NoteContext | None:
+    """A training note's setting and patient for its prompt, unless left out."""
+    if not config.context or left_out(str(row["id"]), config.context_dropout):
+        return None
+    return NoteContext.of_encounter(row.get("encounter"))
+
+
 def prepare_data(
     config: TrainConfig,
     tokenizer: Any,
@@ -764,6 +775,7 @@ def prepare_data(
                 mode=config.mode,
                 candidates=candidates.get(row["id"]),
                 max_seq_len=config.max_seq_len,
+                context=_context(row, config),
             )
             if example is None:
                 prepared.skipped.append(row["id"])
@@ -1180,6 +1192,7 @@ def _run(config, args, model, tokenizer, source, data, out, checkpoint, console,
             "k": config.k,
             "retriever": RETRIEVER_DIR if config.mode == "candidates" else None,
             "max_seq_len": config.max_seq_len,
+            "context": config.context,  # prompts state the setting and patient
         }
         (out / RECORD).write_text(json.dumps(record, indent=2) + "\n")
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -56,6 +56,10 @@ class TrainConfig:
     retriever_holdout: bool = True  # fit the retriever on the train notes the LLM does not see
     eval_notes: int = 0  # validation notes for an answer-loss evaluation at each save; 0: none
     max_seq_len: int = 1536  # prompt + answer tokens; longer notes are cut in the middle
+    context: bool = True  # prompts state the note's setting and patient (from its encounter)
+    # share of the training notes whose prompt leaves the context out (the same notes in every
+    # run), so the model also codes notes that come without one (real notes often do)
+    context_dropout: float = 0.2
     # LoRA
     lora_r: int = 16
     lora_alpha: int = 32
@@ -165,6 +169,8 @@ class TrainConfig:
                 fail(key, "must be 0 or more")
         if not self.epochs > 0:
             fail("epochs", "must be positive")
+        if not 0.0 <= self.context_dropout <= 1.0:
+            fail("context_dropout", "must be in [0, 1]")
         if self.max_seq_len < 32:
             fail("max_seq_len", "must be at least 32 tokens")
         if not self.target_modules:

@@ -345,6 +345,14 @@ class Job:
     future: asyncio.Future = field(repr=False)
 
 
+def _context(request: CodeRequest) -> Any:
+    """The prompt's setting and patient for a request (validated by its schema already)."""
+    from medcode.model.prompt import NoteContext
+
+    patient = request.patient.model_dump() if request.patient else None
+    return NoteContext.of(request.setting, patient)
+
+
 def _settle(future: asyncio.Future, value: Any, error: BaseException | None) -> None:
     if future.done():  # timed out meanwhile
         return
@@ -509,7 +517,8 @@ class Service:
     def code_jobs(self, jobs: list[Job]) -> list[dict]:
         assert self.coder is not None
         texts = [j.request.text for j in jobs]
-        predictions = self.coder.predict(texts, [j.request_id for j in jobs])
+        contexts = [_context(j.request) for j in jobs]
+        predictions = self.coder.predict(texts, [j.request_id for j in jobs], contexts)
         return [
             self._result(job, prediction) for job, prediction in zip(jobs, predictions, strict=True)
         ]

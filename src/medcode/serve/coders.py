@@ -3,7 +3,7 @@
 ``medcode serve --model M`` takes a baseline folder (written by ``medcode baseline train``:
 ``config.json`` + ``model.joblib``) or an LLM spec (``embedded``, a Hugging Face model folder,
 an adapter folder from ``medcode train``, or with ``--backend openai`` a served model name).
-Both come back as a :class:`ServedCoder`: ``predict(texts, ids)`` -> one
+Both come back as a :class:`ServedCoder`: ``predict(texts, ids, contexts)`` -> one
 :class:`~medcode.model.backends.Prediction` per note, codes first-listed first.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from medcode.errors import MedcodeError
-from medcode.model.backends import Prediction
+from medcode.model.backends import Contexts, Prediction
 
 BASELINE_KIND = "tfidf_baseline"
 
@@ -29,7 +29,9 @@ class ServedCoder(Protocol):
     confidence: bool  # True when a prediction's scores are probabilities
     batch_wait_s: float  # how long the first note of a batch waits for others
 
-    def predict(self, texts: list[str], ids: list[str] | None = None) -> list[Prediction]: ...
+    def predict(
+        self, texts: list[str], ids: list[str] | None = None, contexts: Contexts = None
+    ) -> list[Prediction]: ...
 
 
 @dataclass
@@ -44,7 +46,10 @@ class BaselineCoder:
     confidence: bool = False
     batch_wait_s: float = 0.0
 
-    def predict(self, texts: list[str], ids: list[str] | None = None) -> list[Prediction]:
+    def predict(
+        self, texts: list[str], ids: list[str] | None = None, contexts: Contexts = None
+    ) -> list[Prediction]:
+        """The baseline reads the text alone (``contexts`` are not used)."""
         return [
             Prediction([code for code, _ in row], [score for _, score in row])
             for row in self.model.predict(texts)
@@ -63,8 +68,10 @@ class LLMCoder:
     confidence: bool = True
     batch_wait_s: float = 0.02  # a batch costs about one note: let it fill
 
-    def predict(self, texts: list[str], ids: list[str] | None = None) -> list[Prediction]:
-        return self.coder.predict(texts, ids)
+    def predict(
+        self, texts: list[str], ids: list[str] | None = None, contexts: Contexts = None
+    ) -> list[Prediction]:
+        return self.coder.predict(texts, ids, contexts=contexts)
 
 
 def is_baseline_folder(spec: str | Path) -> bool:
