@@ -109,6 +109,9 @@ class Match:
     context: int = 0
 
 
+CUED_SHARE = 0.1  # a match under a negation, uncertainty, history or family cue: its share
+
+
 @dataclass
 class Evidence:
     """What the lexicon found for one code in one note."""
@@ -125,7 +128,7 @@ class Evidence:
     def score(self) -> float:
         """The lexicon's own score (see :meth:`Lexicon.scores`)."""
         score = self.weight * (0.5 if self.inside else 1.0)
-        return score if self.plain or self.derived else score * 0.1
+        return score if self.plain or self.derived else score * CUED_SHARE
 
 
 def _entry_key(tokens: list[str]) -> tuple[str, tuple[str, ...]]:
@@ -781,8 +784,9 @@ class Retriever:
         """The top-k candidates of each note, best first; score = the merge's probability.
 
         ``config.reserve`` of the k places go to the lexicon's own best plain matches when the
-        merge ranks them lower (a guard for text unlike the notes the merge was fitted on), and
-        every place may when the note is :meth:`unfamiliar`."""
+        merge ranks them lower (a guard for text unlike the notes the merge was fitted on); when
+        the note is :meth:`unfamiliar`, every place may go to the lexicon's matches, plain ones
+        first, then those under a cue (history, uncertainty, ...)."""
         k = self.k if k is None else k
         return [lists[k] for lists in self.candidate_lists(texts, (k,))]
 
@@ -793,27 +797,32 @@ class Retriever:
         found = []
         n = len(self.coder.codes)
         for text, (codes, x) in zip(texts, self._note_features(texts), strict=True):
-            share = 1.0 if self.unfamiliar(text) else self.config.reserve
+            unfamiliar = self.unfamiliar(text)
+            share = 1.0 if unfamiliar else self.config.reserve
             logits = x @ self._weights + self.merge.intercept
             logits[:n][~self._valid] = -np.inf
             order = np.argsort(-logits, kind="stable")
             order = order[: int(np.isfinite(logits).sum())]
-            lexical = _lexicon_score(x) if share > 0 else None
+            # on an unfamiliar note every lexicon match, plain first, then those under a cue,
+            # comes before the TF-IDF's picks, which were learnt on other text
+            lexical = _lexicon_score(x, CUED_SHARE if unfamiliar else 0.0) if share else None
             lists = {}
+            ranked = (
+                [j for j in np.argsort(-lexical, kind="stable") if lexical[j] > 0]
+                if lexical is not None
+                else []
+            )
             for k in ks:
                 chosen = order[:k]
                 reserve = int(k * share)
-                if reserve and lexical is not None and len(chosen):
-                    taken = set(chosen.tolist())
-                    wanted = [
-                        j
-                        for j in np.argsort(-lexical, kind="stable")[:reserve]
-                        if lexical[j] > 0 and j not in taken and np.isfinite(logits[j])
-                    ]
-                    if wanted:
-                        drop = max(0, len(chosen) + len(wanted) - k)
-                        chosen = np.concatenate([chosen[: len(chosen) - drop], wanted])
-                        chosen = chosen[np.argsort(-logits[chosen], kind="stable")]
+                # the lexicon's best ``reserve`` matches (valid codes) are in the list whatever
+                # the merge thinks of them; the merge's best others take the other places
+                wanted = [j for j in ranked if np.isfinite(logits[j])][:reserve]
+                if wanted:
+                    kept = set(wanted)
+                    others = [j for j in order[:k] if j not in kept][: k - len(wanted)]
+                    chosen = np.asarray(wanted + others, dtype=np.int64)
+                    chosen = chosen[np.argsort(-logits[chosen], kind="stable")]
                 lists[k] = [
                     Candidate(codes[j], describe(codes[j]), _probability(logits[j])) for j in chosen
                 ]
@@ -950,13 +959,14 @@ class Retriever:
         )
 
 
-def _lexicon_score(x: np.ndarray) -> np.ndarray:
-    """:meth:`Evidence.score` from feature rows, zero for cued-only or absent matches."""
+def _lexicon_score(x: np.ndarray, cued: float = 0.0) -> np.ndarray:
+    """:meth:`Evidence.score` from feature rows: zero for absent matches, and ``cued`` times
+    the weight for cued-only ones (:meth:`Evidence.score` uses a tenth; 0: left out)."""
     plain = x[:, _F["lexicon_plain"]] > 0
     for name in ("derived_history", "derived_family", "derived_combination"):
         plain |= x[:, _F[name]] > 0
     weight = x[:, _F["lexicon_weight"]] * np.where(x[:, _F["lexicon_inside"]] > 0, 0.5, 1.0)
-    return np.where(plain, weight, 0.0)
+    return np.where(plain, weight, cued * weight)
 
 
 def _probability(logit: float) -> float:
