@@ -265,6 +265,29 @@ def test_an_unfamiliar_note_gives_the_lexicon_every_place(coder, lexicon):
     assert plain <= {c.code for c in guarded.candidates([note], k=2)[0]}
 
 
+def test_on_an_unfamiliar_note_cued_matches_come_before_the_tfidf_picks(coder, lexicon):
+    from dataclasses import replace
+
+    from medcode.model.retriever import RetrieverConfig
+
+    weights = [10.0 if name == "tfidf" else 0.0 for name in FEATURES]
+    merge = Merge(weights, 0.0, [0.0] * len(coder.codes), [1.0] * len(coder.codes))
+    note = "Zorbly quantish flemming grobnar wibbel: hypertension. No asthma."
+    assert lexicon.scores(note)["J45.909"] < lexicon.scores(note)["I10"]  # asthma is negated
+    found = {}
+    for threshold in (None, 0.5):
+        retriever = Retriever(
+            coder,
+            lexicon,
+            k=2,
+            merge=replace(merge, unfamiliar_above=threshold),
+            config=RetrieverConfig(k=2, reserve=0.0),
+        )
+        found[threshold] = {c.code for c in retriever.candidates([note])[0]}
+    assert "J45.909" not in found[None]  # the TF-IDF's picks fill a familiar note's list
+    assert found[0.5] == {"I10", "J45.909"}  # the lexicon's, cued or not, an unfamiliar one's
+
+
 def test_fitting_sets_the_unfamiliar_threshold_from_held_out_notes(lexicon):
     retriever = Retriever.fit(TEXTS * 2, LABELS * 2, k=8, lexicon=lexicon)
     assert 0.0 <= retriever.merge.unfamiliar_above < 0.5
