@@ -238,7 +238,7 @@ def test_load_coder_reads_the_model_record(adapter, monkeypatch):
     coder = load_coder(adapter, device="cpu", max_new_tokens=6)
     assert isinstance(coder, HFBackend)
     assert (coder.mode, coder.k, coder.retriever) == ("candidates", 5, stub)
-    coder.predict(NOTES[:1])
+    assert coder.predict(NOTES[:1])[0].candidates == 1  # the candidates its prompt listed
     assert stub.calls == [(NOTES[:1], 5)]
     served = load_coder(adapter, "openai", base_url="http://127.0.0.1:9/v1")
     assert (served.mode, served.model) == ("candidates", adapter.name)

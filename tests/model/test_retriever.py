@@ -291,3 +291,18 @@ def test_on_an_unfamiliar_note_cued_matches_come_before_the_tfidf_picks(coder, l
 def test_fitting_sets_the_unfamiliar_threshold_from_held_out_notes(lexicon):
     retriever = Retriever.fit(TEXTS * 2, LABELS * 2, k=8, lexicon=lexicon)
     assert 0.0 <= retriever.merge.unfamiliar_above < 0.5
+
+
+def test_a_long_problem_list_gets_more_candidates(coder, lexicon):
+    from medcode.model.retriever import RetrieverConfig
+
+    retriever = Retriever(coder, lexicon, k=4, config=RetrieverConfig(k=4, k_max=8))
+    assert [retriever.note_k(4, plain) for plain in (0, 2, 3, 5, 6, 20)] == [4, 4, 5, 7, 8, 8]
+    retriever = Retriever(coder, lexicon, k=2, config=RetrieverConfig(k=2, k_max=4))
+    short = "Essential hypertension, stable."
+    long = "Problems: essential hypertension; asthma; actinic keratosis."
+    assert sum(item.plain for item in lexicon.evidence(long).values()) == 3
+    found = retriever.candidates([short, long])
+    assert [len(found[0]), len(found[1])] == [2, 4]  # 1 + 2 // 2 -> 2; 3 + 1 -> 4
+    assert {"I10", "J45.909", "L57.0"} <= {c.code for c in found[1]}
+    assert len(Retriever(coder, lexicon, k=2).candidates([long])[0]) == 2  # k_max 0: k each

@@ -87,6 +87,8 @@ def test_unknown_key_in_override_names_key_and_recipe(tmp_path):
         ("category_weights={frailty: 0}", ["category_weights", "must be positive"]),
         ("category_weights=3", ["category_weights", "a mapping of names to numbers"]),
         ("category_weights={frailty: lots}", ["category_weights", "mapping"]),
+        ("k_max=10", ["k_max", "at least k=20"]),
+        ("context_dropout=1.5", ["context_dropout", "[0, 1]"]),
     ],
 )
 def test_bad_values_are_errors(tmp_path, override, words):
@@ -537,6 +539,7 @@ def test_train_end_to_end_candidates(tiny_model, tiny_corpus, tmp_path, stub_ret
     assert summary["tokens_per_second"] > 0
     assert 0 <= summary["padding_fraction"] < 0.5
     assert summary["examples"] == 8 and summary["eval_examples"] == 2
+    assert summary["candidates_per_note"] == {"mean": 5.0, "min": 5, "max": 5}
     # the adapter loads back through medcode.model.loading, the record through the backends
     from medcode.model.backends import read_record
     from medcode.model.loading import load

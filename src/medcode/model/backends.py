@@ -61,6 +61,7 @@ class Prediction:
     dropped: list[str] = field(default_factory=list)
     finished: bool = True
     added: list[str] = field(default_factory=list)
+    candidates: int | None = None  # candidates listed in the prompt (candidates mode)
 
 
 Contexts = Sequence[NoteContext | None] | None  # per note, in the order of the texts
@@ -358,10 +359,13 @@ class HFBackend:
                 self.model, self.tokenizer, prompts, max_new_tokens=self.max_new_tokens
             )
         predictions = []
-        for text, (_, truncated), answer in zip(batch, fitted, decoded, strict=True):
+        for i, (text, (_, truncated), answer) in enumerate(
+            zip(batch, fitted, decoded, strict=True)
+        ):
             codes, scores, dropped, added = self.validator(answer.codes, answer.scores, text)
+            listed = len(candidates[i]) if candidates else None
             predictions.append(
-                Prediction(codes, scores, truncated, dropped, answer.finished, added)
+                Prediction(codes, scores, truncated, dropped, answer.finished, added, listed)
             )
         return predictions
 
@@ -521,9 +525,12 @@ class OpenAIBackend:
                     for i, text in enumerate(batch)
                 ]
                 answers = pool.map(self.complete, prompts)
-                for note, (text, finished) in zip(batch, answers, strict=True):
+                for i, (note, (text, finished)) in enumerate(zip(batch, answers, strict=True)):
                     codes, _, dropped, added = self.validator(parse_codes(text), None, note)
-                    predictions.append(Prediction(codes, None, False, dropped, finished, added))
+                    listed = len(candidates[i]) if candidates else None
+                    predictions.append(
+                        Prediction(codes, None, False, dropped, finished, added, listed)
+                    )
                 if progress is not None:
                     progress(len(batch))
         return predictions

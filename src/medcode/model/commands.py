@@ -393,6 +393,8 @@ def predict_command(
                     "codes": prediction.codes,
                     "scores": [round(s, 4) for s in scores] if scores is not None else None,
                 }
+                if prediction.candidates is not None:  # candidates listed in the prompt
+                    line["k"] = prediction.candidates
                 if prediction.added:  # codes the policy tables added, each with its reason
                     line["added"] = prediction.added
                 if prediction.dropped:  # invalid output, or Excludes1 with an earlier code

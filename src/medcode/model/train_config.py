@@ -49,6 +49,9 @@ class TrainConfig:
     # data
     mode: str = "candidates"  # plain | candidates (the retriever lists k codes in the prompt)
     k: int = 20  # candidates per prompt
+    # candidates by the note's needs: a place per code the lexicon finds plus k/2, from k up
+    # to k_max (the retriever's ``note_k``); 0: every prompt lists k
+    k_max: int = 0
     max_train_notes: int = 2000  # seeded sample of the train split for the LLM; 0: all
     # a note's chance in that sample, by the categories of its codes (the largest applies;
     # a note in none weighs 1), e.g. {advanced_illness: 3.0}; empty: a uniform sample
@@ -169,6 +172,8 @@ class TrainConfig:
                 fail(key, "must be 0 or more")
         if not self.epochs > 0:
             fail("epochs", "must be positive")
+        if self.k_max and self.k_max < self.k:
+            fail("k_max", f"must be 0 (every prompt lists k) or at least k={self.k}")
         if not 0.0 <= self.context_dropout <= 1.0:
             fail("context_dropout", "must be in [0, 1]")
         if self.max_seq_len < 32:
@@ -193,6 +198,7 @@ class TrainConfig:
             "corpus": str(Path(self.corpus).expanduser().resolve()) if self.corpus else "",
             "mode": self.mode,
             "k": self.k,
+            **({"k_max": self.k_max} if self.k_max else {}),
             "max_train_notes": self.max_train_notes,
             **({"category_weights": self.category_weights} if self.category_weights else {}),
             "retriever_holdout": self.retriever_holdout,
