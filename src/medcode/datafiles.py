@@ -108,6 +108,22 @@ def load_yaml(path: str | Path, *, strings: bool = False) -> Any:
         raise DataFileError(path, line, f"invalid YAML: {problem}") from None
 
 
+def cited_section(path: Path, data: Any, name: str, body: str) -> Any:
+    """Section ``name`` of a data file, a mapping of ``source`` (a citation of five words or
+    more) and ``body``; returns the body. Errors name the file, line and section."""
+    section = data[name]
+    if not isinstance(section, dict) or set(section) != {"source", body}:
+        line = getattr(section, "line", getattr(data, "line", None))
+        raise DataFileError(path, line, f"{name}: expected source and {body}")
+    source = section["source"]
+    if not isinstance(source, str) or len(source.split()) < 5:
+        raise DataFileError(path, section.line, f"{name}: cite where the {body} come from")
+    found = section[body]
+    if not found:
+        raise DataFileError(path, section.line, f"{name}: {body}: none given")
+    return found
+
+
 def read_csv_rows(
     path: str | Path, required: tuple[str, ...]
 ) -> Iterator[tuple[int, dict[str, str]]]:

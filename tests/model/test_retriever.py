@@ -10,7 +10,9 @@ from medcode.model.retriever import (
     FAMILY,
     FEATURES,
     HISTORY,
+    HYPOTHETICAL,
     NEGATED,
+    UNCERTAIN,
     Lexicon,
     Merge,
     Retriever,
@@ -306,3 +308,29 @@ def test_a_long_problem_list_gets_more_candidates(coder, lexicon):
     assert [len(found[0]), len(found[1])] == [2, 4]  # 1 + 2 // 2 -> 2; 3 + 1 -> 4
     assert {"I10", "J45.909", "L57.0"} <= {c.code for c in found[1]}
     assert len(Retriever(coder, lexicon, k=2).candidates([long])[0]) == 2  # k_max 0: k each
+
+
+@pytest.mark.parametrize(
+    ("sentence", "target", "flags"),
+    [
+        ("Denies fever but reports cough.", "cough", 0),  # the negation ends at "but"
+        ("Denies fever but reports cough.", "fever", NEGATED),
+        ("Gram negative sepsis, on cefepime.", "sepsis", 0),  # a pseudo-negation
+        ("No change in her chronic gout.", "gout", 0),
+        ("Pneumonia ruled out on CT.", "pneumonia", NEGATED),
+        ("UTI - resolved after nitrofurantoin.", "uti", HISTORY),
+        ("Admit to rule out pneumonia.", "pneumonia", UNCERTAIN),
+        ("Return if fever develops.", "fever", HYPOTHETICAL),
+        ("Enoxaparin for DVT prophylaxis.", "dvt", HYPOTHETICAL),
+        ("History of present illness: pneumonia since Monday.", "pneumonia", 0),
+        ("Mother had asthma.", "asthma", FAMILY),
+    ],
+)
+def test_context_cues_reach_as_far_as_their_scope(sentence, target, flags):
+    from medcode.model.retriever import shipped_lexicon
+
+    lexicon = shipped_lexicon()
+    codes = set(lexicon.evidence(target))
+    found = [item for code, item in lexicon.evidence(sentence).items() if code in codes]
+    assert found, f"{target!r} not read in {sentence!r}"
+    assert found[0].context == flags

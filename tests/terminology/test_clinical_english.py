@@ -63,7 +63,7 @@ def test_a_section_without_its_source_is_refused(tmp_path):
         f"variants:\n  {SOURCE}  words: {{renal: kidney}}\n"
         f"acronyms:\n  {SOURCE}  words: {{DKA: diabetic ketoacidosis}}\n"
     )
-    with pytest.raises(DataFileError, match="cite where the pairs come from"):
+    with pytest.raises(DataFileError, match="cite where the words come from"):
         load_word_map(path)
 
 

@@ -46,6 +46,7 @@ SOURCES = ("catalog", "description", "inclusion", "parent", "procedure", "medica
 _BEFORE, _AFTER = 5, 3  # words read before and after a match, within its sentence
 # Flags of a match's context.
 NEGATED, UNCERTAIN, HISTORY, FAMILY = 1, 2, 4, 8
+HYPOTHETICAL = 32  # "return if fever develops", "DVT prophylaxis" (16 is a derived flag)
 COMBINATION = 16  # derived: a combination code of two matched codes (diabetes with CKD, ...)
 _AGE_WORDS = re.compile(
     r"(?<![\d.])(\d{1,3})(?:[- ]?(?:year|yr)s?[- ]old|[ -]?y/?o\b|[ -]?y\.o\.)"
@@ -77,23 +78,105 @@ def _singular(word: str) -> str:
     return found
 
 
-# Words around a match that change what it means (NegEx-style cues, tokenised like notes).
-_NEGATION_BEFORE = frozenset(words("no not denies denied without negative never"))
-_NEGATION_AFTER = frozenset(words("ruled excluded denied denies negative resolved"))
-_UNCERTAIN = frozenset(
-    words("possible probable suspected likely suspect concern questionable presumed")
-)
-_HISTORY = frozenset(words("history hx pmh remote prior past previous"))
-_FAMILY = frozenset(
-    words(
-        "family fhx fh mother father sister brother grandmother grandfather aunt uncle "
-        "parents siblings son daughter maternal paternal mom dad"
-    )
-)
 # Shorthand the tokeniser splits at its slash ("h/o" -> "h", "o"), read as the cue word it
 # stands for; the texture pass (medcode.synth.texture) writes it.
 SHORTHAND_CUES = {("h", "o"): "history", ("w", "o"): "without"}
-CUE_WORDS = _NEGATION_BEFORE | _NEGATION_AFTER | _UNCERTAIN | _HISTORY | _FAMILY
+
+
+@dataclass(frozen=True)
+class _Cues:
+    """The context cues (``data/terminology/context_cues.yaml``) as word tuples: per flag,
+    the phrases read before and after a match; pseudo-triggers; terminators."""
+
+    flags: tuple[tuple[int, frozenset[tuple[str, ...]], frozenset[tuple[str, ...]]], ...]
+    pseudo: frozenset[tuple[str, ...]]
+    terminators: frozenset[tuple[str, ...]]
+    longest: int
+
+    def flags_of(self, before: list[str], after: list[str]) -> int:
+        """The flags of a match with these words before and after it (in its sentence)."""
+        before = self._scope(self._masked(before), last=True)
+        after = self._scope(self._masked(after), last=False)
+        ahead, behind = self._grams(before), self._grams(after)
+        found = 0
+        for flag, cues_before, cues_after in self.flags:
+            if ahead & cues_before or behind & cues_after:
+                found |= flag
+        return found
+
+    def _grams(self, found: list[str]) -> set[tuple[str, ...]]:
+        return {
+            tuple(found[i : i + n])
+            for n in range(1, self.longest + 1)
+            for i in range(len(found) - n + 1)
+        }
+
+    def _masked(self, found: list[str]) -> list[str]:
+        """The words, those of a pseudo-trigger blanked ("gram negative" negates nothing)."""
+        masked = list(found)
+        for n in range(2, self.longest + 1):
+            for i in range(len(found) - n + 1):
+                if tuple(found[i : i + n]) in self.pseudo:
+                    masked[i : i + n] = [""] * n
+        return masked
+
+    def _scope(self, found: list[str], last: bool) -> list[str]:
+        """The words a cue may reach from: after the last terminator before the match, or
+        before the first one after it."""
+        cuts = [
+            (i, i + n)
+            for n in range(1, self.longest + 1)
+            for i in range(len(found) - n + 1)
+            if tuple(found[i : i + n]) in self.terminators
+        ]
+        if not cuts:
+            return found
+        return found[max(e for _, e in cuts) :] if last else found[: min(s for s, _ in cuts)]
+
+
+@cache
+def context_cues() -> _Cues:
+    """The shipped context cues, read once."""
+    from medcode.terminology.context_cues import shipped_context_cues
+
+    cues = shipped_context_cues()
+
+    def tuples(*names: str) -> frozenset[tuple[str, ...]]:
+        return frozenset(tuple(words(p)) for name in names for p in cues[name])
+
+    flags = (
+        (NEGATED, tuples("negation_before"), tuples("negation_after")),
+        (UNCERTAIN, tuples("uncertain_before"), tuples("uncertain_after")),
+        (HISTORY, tuples("history_before"), tuples("history_after")),
+        (FAMILY, tuples("family"), tuples("family")),
+        (HYPOTHETICAL, tuples("hypothetical_before"), tuples("hypothetical_after")),
+    )
+    every = [t for _, ahead, behind in flags for t in (*ahead, *behind)]
+    every += [*tuples("pseudo"), *tuples("terminators")]
+    return _Cues(flags, tuples("pseudo"), tuples("terminators"), max(len(t) for t in every))
+
+
+@cache
+def cue_words() -> frozenset[str]:
+    """The one-word context cues (two letters or more: "denies", "hx", "which"): words the
+    texture pass leaves alone so that no cue moves in or out of a match's window."""
+    return frozenset(p[0] for p in _cue_tuples() if len(p) == 1 and len(p[0]) > 1)
+
+
+@cache
+def cue_phrases() -> frozenset[str]:
+    """The context cues of two words or more ("rule out", "gram negative"), as written: the
+    texture pass never rewrites them."""
+    from medcode.terminology.context_cues import SECTIONS, shipped_context_cues
+
+    cues = shipped_context_cues()
+    return frozenset(p for name in SECTIONS for p in cues[name] if len(words(p)) > 1)
+
+
+def _cue_tuples() -> set[tuple[str, ...]]:
+    cues = context_cues()
+    found = {t for _, ahead, behind in cues.flags for t in (*ahead, *behind)}
+    return found | cues.pseudo | cues.terminators
 
 
 @dataclass(frozen=True)
@@ -510,16 +593,7 @@ def _context(tokens: list[str], lines: list[int], start: int, end: int) -> int:
     line = lines[start]
     before = _window(tokens, lines, line, max(0, start - _BEFORE), start)
     after = _window(tokens, lines, line, end, min(len(tokens), end + _AFTER))
-    flags = 0
-    if _NEGATION_BEFORE.intersection(before) or _NEGATION_AFTER.intersection(after):
-        flags |= NEGATED
-    if _UNCERTAIN.intersection(before) or "suspected" in after:
-        flags |= UNCERTAIN
-    if _HISTORY.intersection(before) or {"history", "hx"}.intersection(after):
-        flags |= HISTORY
-    if _FAMILY.intersection(before) or _FAMILY.intersection(after):
-        flags |= FAMILY
-    return flags
+    return context_cues().flags_of(before, after)
 
 
 def _window(tokens: list[str], lines: list[int], line: int, low: int, high: int) -> list[str]:

@@ -28,6 +28,7 @@ from medcode.model.retriever import (
     _WORD,
     FAMILY,
     HISTORY,
+    HYPOTHETICAL,
     NEGATED,
     SOURCES,
     UNCERTAIN,
@@ -36,7 +37,13 @@ from medcode.model.retriever import (
     _combinations,
 )
 
-CUES = ((NEGATED, "negated"), (UNCERTAIN, "uncertain"), (HISTORY, "history"), (FAMILY, "family"))
+CUES = (
+    (NEGATED, "negated"),
+    (UNCERTAIN, "uncertain"),
+    (HISTORY, "history"),
+    (FAMILY, "family"),
+    (HYPOTHETICAL, "hypothetical"),
+)
 RELATIONS = ("direct", "history", "family_history", "combination", "category")
 MAX_SPANS = 12  # per code
 

@@ -289,15 +289,16 @@ def _protection(
 ) -> tuple[re.Pattern, re.Pattern, frozenset[str]]:
     """The fixed phrases, the cue phrases and the cue words."""
     from medcode.datafiles import load_yaml, package_data
-    from medcode.model.retriever import CUE_WORDS
+    from medcode.model.retriever import cue_phrases as multiword_cues
+    from medcode.model.retriever import cue_words
     from medcode.synth.clinical import shipped_rules
 
     cues = load_yaml(package_data("synth/cues.yaml"))
-    cue_phrases = {*cues["relatives"], *CUE_WORDS}
+    cue_phrases = {*cues["relatives"], *cue_words()}
     for key in ("negated", "uncertain", "ruled_out", "resolved", "history", "family_history"):
         cue_phrases.update(_pieces(cues[key], function_words))
     clinical = shipped_rules()
-    fixed = {*_words(path, data, "protect", data), *cues["normal_exam"]}
+    fixed = {*_words(path, data, "protect", data), *cues["normal_exam"], *multiword_cues()}
     for key in ("chronic", "active", "exacerbation"):
         fixed.update(_pieces(cues[key], function_words))
     for group in ("laterality", "episodes"):

@@ -37,7 +37,7 @@ def load_word_map(path: str | Path | None = None) -> dict[str, str]:
 def load_clinical_english(path: str | Path | None = None) -> ClinicalEnglish:
     """Read and validate the file: the two word sections composed (a spelling's US form, then
     its variant), and the acronyms."""
-    from medcode.datafiles import load_yaml, package_data
+    from medcode.datafiles import cited_section, load_yaml, package_data
 
     path = Path(path) if path else package_data(FILE)
     data = load_yaml(path, strings=True)
@@ -45,15 +45,9 @@ def load_clinical_english(path: str | Path | None = None) -> ClinicalEnglish:
         raise DataFileError(path, getattr(data, "line", None), f"expected {', '.join(SECTIONS)}")
     maps = []
     for name in SECTIONS:
-        section = data[name]
-        if not isinstance(section, dict) or set(section) != {"source", "words"}:
-            raise DataFileError(path, getattr(section, "line", data.line), f"{name}: source, words")
-        source = section["source"]
-        if not isinstance(source, str) or len(source.split()) < 5:
-            raise DataFileError(path, section.line, f"{name}: cite where the pairs come from")
-        pairs = section["words"]
-        if not isinstance(pairs, dict) or not pairs:
-            raise DataFileError(path, section.line, f"{name}: words: a mapping of word: word")
+        pairs = cited_section(path, data, name, "words")
+        if not isinstance(pairs, dict):
+            raise DataFileError(path, data[name].line, f"{name}: words: a mapping of word: word")
         if name == "acronyms":
             maps.append(_acronyms(path, pairs))
             continue
