@@ -27,6 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
+from medcode.model.context import (  # noqa: F401  (re-exported)
+    FAMILY,
+    HISTORY,
+    HYPOTHETICAL,
+    NEGATED,
+    UNCERTAIN,
+    context_cues,
+    cue_phrases,
+    cue_words,
+)
 from medcode.model.prompt import Candidate
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -44,9 +54,6 @@ SIDE_WORDS = {
 CATALOG, DESCRIPTION, INCLUSION, PARENT, PROCEDURE, MEDICATION = range(6)
 SOURCES = ("catalog", "description", "inclusion", "parent", "procedure", "medication")
 _BEFORE, _AFTER = 5, 3  # words read before and after a match, within its sentence
-# Flags of a match's context.
-NEGATED, UNCERTAIN, HISTORY, FAMILY = 1, 2, 4, 8
-HYPOTHETICAL = 32  # "return if fever develops", "DVT prophylaxis" (16 is a derived flag)
 COMBINATION = 16  # derived: a combination code of two matched codes (diabetes with CKD, ...)
 _AGE_WORDS = re.compile(
     r"(?<![\d.])(\d{1,3})(?:[- ]?(?:year|yr)s?[- ]old|[ -]?y/?o\b|[ -]?y\.o\.)"
@@ -81,102 +88,6 @@ def _singular(word: str) -> str:
 # Shorthand the tokeniser splits at its slash ("h/o" -> "h", "o"), read as the cue word it
 # stands for; the texture pass (medcode.synth.texture) writes it.
 SHORTHAND_CUES = {("h", "o"): "history", ("w", "o"): "without"}
-
-
-@dataclass(frozen=True)
-class _Cues:
-    """The context cues (``data/terminology/context_cues.yaml``) as word tuples: per flag,
-    the phrases read before and after a match; pseudo-triggers; terminators."""
-
-    flags: tuple[tuple[int, frozenset[tuple[str, ...]], frozenset[tuple[str, ...]]], ...]
-    pseudo: frozenset[tuple[str, ...]]
-    terminators: frozenset[tuple[str, ...]]
-    longest: int
-
-    def flags_of(self, before: list[str], after: list[str]) -> int:
-        """The flags of a match with these words before and after it (in its sentence)."""
-        before = self._scope(self._masked(before), last=True)
-        after = self._scope(self._masked(after), last=False)
-        ahead, behind = self._grams(before), self._grams(after)
-        found = 0
-        for flag, cues_before, cues_after in self.flags:
-            if ahead & cues_before or behind & cues_after:
-                found |= flag
-        return found
-
-    def _grams(self, found: list[str]) -> set[tuple[str, ...]]:
-        return {
-            tuple(found[i : i + n])
-            for n in range(1, self.longest + 1)
-            for i in range(len(found) - n + 1)
-        }
-
-    def _masked(self, found: list[str]) -> list[str]:
-        """The words, those of a pseudo-trigger blanked ("gram negative" negates nothing)."""
-        masked = list(found)
-        for n in range(2, self.longest + 1):
-            for i in range(len(found) - n + 1):
-                if tuple(found[i : i + n]) in self.pseudo:
-                    masked[i : i + n] = [""] * n
-        return masked
-
-    def _scope(self, found: list[str], last: bool) -> list[str]:
-        """The words a cue may reach from: after the last terminator before the match, or
-        before the first one after it."""
-        cuts = [
-            (i, i + n)
-            for n in range(1, self.longest + 1)
-            for i in range(len(found) - n + 1)
-            if tuple(found[i : i + n]) in self.terminators
-        ]
-        if not cuts:
-            return found
-        return found[max(e for _, e in cuts) :] if last else found[: min(s for s, _ in cuts)]
-
-
-@cache
-def context_cues() -> _Cues:
-    """The shipped context cues, read once."""
-    from medcode.terminology.context_cues import shipped_context_cues
-
-    cues = shipped_context_cues()
-
-    def tuples(*names: str) -> frozenset[tuple[str, ...]]:
-        return frozenset(tuple(words(p)) for name in names for p in cues[name])
-
-    flags = (
-        (NEGATED, tuples("negation_before"), tuples("negation_after")),
-        (UNCERTAIN, tuples("uncertain_before"), tuples("uncertain_after")),
-        (HISTORY, tuples("history_before"), tuples("history_after")),
-        (FAMILY, tuples("family"), tuples("family")),
-        (HYPOTHETICAL, tuples("hypothetical_before"), tuples("hypothetical_after")),
-    )
-    every = [t for _, ahead, behind in flags for t in (*ahead, *behind)]
-    every += [*tuples("pseudo"), *tuples("terminators")]
-    return _Cues(flags, tuples("pseudo"), tuples("terminators"), max(len(t) for t in every))
-
-
-@cache
-def cue_words() -> frozenset[str]:
-    """The one-word context cues (two letters or more: "denies", "hx", "which"): words the
-    texture pass leaves alone so that no cue moves in or out of a match's window."""
-    return frozenset(p[0] for p in _cue_tuples() if len(p) == 1 and len(p[0]) > 1)
-
-
-@cache
-def cue_phrases() -> frozenset[str]:
-    """The context cues of two words or more ("rule out", "gram negative"), as written: the
-    texture pass never rewrites them."""
-    from medcode.terminology.context_cues import SECTIONS, shipped_context_cues
-
-    cues = shipped_context_cues()
-    return frozenset(p for name in SECTIONS for p in cues[name] if len(words(p)) > 1)
-
-
-def _cue_tuples() -> set[tuple[str, ...]]:
-    cues = context_cues()
-    found = {t for _, ahead, behind in cues.flags for t in (*ahead, *behind)}
-    return found | cues.pseudo | cues.terminators
 
 
 @dataclass(frozen=True)

@@ -289,8 +289,8 @@ def _protection(
 ) -> tuple[re.Pattern, re.Pattern, frozenset[str]]:
     """The fixed phrases, the cue phrases and the cue words."""
     from medcode.datafiles import load_yaml, package_data
-    from medcode.model.retriever import cue_phrases as multiword_cues
-    from medcode.model.retriever import cue_words
+    from medcode.model.context import cue_phrases as multiword_cues
+    from medcode.model.context import cue_words
     from medcode.synth.clinical import shipped_rules
 
     cues = load_yaml(package_data("synth/cues.yaml"))
