@@ -77,6 +77,21 @@ def test_hf_backend_predicts_valid_codes(tiny):
         assert not prediction.truncated and prediction.dropped == []
 
 
+def test_hf_backend_raw_answers_are_what_predict_validates(tiny):
+    coder = HFBackend(tiny, batch_size=3, max_new_tokens=60, max_codes=4)
+    answers = coder.decode(NOTES, ["a", "b", "c"], [None] * 3)
+    assert [a.truncated for a in answers] == [False] * 3 and answers[0].candidates is None
+    for answer in answers:
+        assert len(answer.decoded.ends) >= len(answer.decoded.codes)
+    predicted = coder.predict(NOTES, ["a", "b", "c"])  # batched in another order
+    for note, answer, prediction in zip(NOTES, answers, predicted, strict=True):
+        validated = coder.prediction(note, answer)
+        assert validated.codes == prediction.codes and validated.finished == prediction.finished
+        assert validated.scores == pytest.approx(prediction.scores, rel=1e-5)
+    never = coder.decode(NOTES, ["a", "b", "c"], [None] * 3, eos_min=1.01)  # ends replaced
+    assert all(len(a.decoded.codes) == 4 for a in never)  # only --max-codes stops it
+
+
 def test_hf_backend_truncates_long_notes_with_a_warning(tiny):
     warnings = []
     coder = HFBackend(tiny, max_new_tokens=10, max_prompt_tokens=300, warn=warnings.append)

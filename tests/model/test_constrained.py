@@ -190,6 +190,48 @@ def test_eos_min_lists_at_least_as_many_codes(tiny):
             assert len(late.codes) >= len(early.codes)
 
 
+def test_cut_stops_where_the_rule_first_holds():
+    from medcode.model.constrained import Decoded
+
+    answer = Decoded(
+        ["A", "B", "C"], [0.9, 0.8, 0.7], False, "A\nB\nC\n", 12,
+        [(0.1, 0.8), (0.6, 0.3), (0.95, 0.05), (0.97, 0.01)],
+    )  # fmt: skip
+    assert answer.cut(0.0).codes == ["A"]  # the end is likeliest before B
+    assert answer.cut(0.0).scores == [0.9] and answer.cut(0.0).finished
+    assert answer.cut(0.0).text == "A\n" and answer.cut(0.0).ends == answer.ends[:2]
+    assert answer.cut(0.9).codes == ["A", "B"]  # 0.6 is too weak an end; 0.95 is not
+    assert answer.cut(0.99) is answer  # nowhere strong enough: the answer as decoded
+
+
+def test_a_never_ending_answer_cut_equals_decoding_with_the_rule(tiny, monkeypatch):
+    import torch
+
+    head, eos = constrained.head_logits, trie_for(tiny.tokenizer).eos_id
+
+    def ending_head(model, hidden, ids):  # the random model never ends: give the end a chance
+        logits = head(model, hidden, ids)
+        push = 4 * torch.sin(logits.float().sum(dim=-1) * 7)  # varies from step to step
+        return logits + push[:, None] * (ids == eos).to(logits.dtype)[None, :]
+
+    monkeypatch.setattr(constrained, "head_logits", ending_head)
+    prompts = [build_prompt(note) for note in NOTES]
+    settings = {"max_new_tokens": 200, "max_codes": 6}
+    never = constrained_generate(tiny.model, tiny.tokenizer, prompts, eos_min=1.01, **settings)
+    for answer in never:
+        assert len(answer.ends) >= len(answer.codes)  # one before each code at least
+        assert all(0 <= end <= 1 and 0 < code <= 1 for end, code in answer.ends)
+    lengths = []
+    for eos_min in (0.0, 0.3, 0.9):
+        direct = constrained_generate(
+            tiny.model, tiny.tokenizer, prompts, eos_min=eos_min, **settings
+        )
+        for cut_from, decoded in zip(never, direct, strict=True):
+            assert cut_from.cut(eos_min).codes == decoded.codes
+        lengths.append([len(answer.codes) for answer in direct])
+    assert lengths[0] != lengths[-1]  # the rule mattered: the cut was tested
+
+
 def test_token_limit_drops_the_partial_code(tiny):
     prompts = [build_prompt(NOTES[0])]
     answer = constrained_generate(tiny.model, tiny.tokenizer, prompts, max_new_tokens=9)[0]

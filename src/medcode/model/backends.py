@@ -67,6 +67,16 @@ class Prediction:
 Contexts = Sequence[NoteContext | None] | None  # per note, in the order of the texts
 
 
+class Answer(NamedTuple):
+    """A note's raw answer from :meth:`HFBackend.decode`: the decoded codes (a
+    :class:`~medcode.model.constrained.Decoded`), the candidates its prompt listed
+    (candidates mode) and whether the note was cut to fit."""
+
+    decoded: Any
+    candidates: list[Candidate] | None
+    truncated: bool
+
+
 class Coder(Protocol):
     """Anything that codes notes; ``contexts`` gives each note's setting and patient where
     known (a coder whose model was not trained with them leaves them out of its prompts)."""
@@ -333,9 +343,16 @@ class HFBackend:
                 progress(len(chosen))
         return predictions  # type: ignore[return-value]
 
-    def _predict_batch(
-        self, batch: list[str], batch_ids: list[str], contexts: list[NoteContext | None]
-    ) -> list[Prediction]:
+    def decode(
+        self,
+        batch: list[str],
+        batch_ids: list[str],
+        contexts: list[NoteContext | None],
+        eos_min: float | None = None,
+    ) -> list[Answer]:
+        """One batch's raw answers, before validation: the decoded codes, the candidates the
+        prompt listed and whether the note was cut. ``eos_min`` replaces the coder's own
+        (constrained decoding)."""
         from medcode.model.constrained import constrained_generate, plain_generate
 
         candidates = _candidates(self, batch)
@@ -352,22 +369,31 @@ class HFBackend:
                 trie=self.trie,
                 max_new_tokens=self.max_new_tokens,
                 max_codes=self.max_codes,
-                eos_min=self.eos_min,
+                eos_min=self.eos_min if eos_min is None else eos_min,
             )
         else:
             decoded = plain_generate(
                 self.model, self.tokenizer, prompts, max_new_tokens=self.max_new_tokens
             )
-        predictions = []
-        for i, (text, (_, truncated), answer) in enumerate(
-            zip(batch, fitted, decoded, strict=True)
-        ):
-            codes, scores, dropped, added = self.validator(answer.codes, answer.scores, text)
-            listed = len(candidates[i]) if candidates else None
-            predictions.append(
-                Prediction(codes, scores, truncated, dropped, answer.finished, added, listed)
-            )
-        return predictions
+        return [
+            Answer(answer, candidates[i] if candidates else None, truncated)
+            for i, ((_, truncated), answer) in enumerate(zip(fitted, decoded, strict=True))
+        ]
+
+    def _predict_batch(
+        self, batch: list[str], batch_ids: list[str], contexts: list[NoteContext | None]
+    ) -> list[Prediction]:
+        return [
+            self.prediction(text, answer)
+            for text, answer in zip(batch, self.decode(batch, batch_ids, contexts), strict=True)
+        ]
+
+    def prediction(self, text: str, answer: Answer) -> Prediction:
+        """The validated, policy-completed prediction of a raw answer for note ``text``."""
+        decoded = answer.decoded
+        codes, scores, dropped, added = self.validator(decoded.codes, decoded.scores, text)
+        listed = None if answer.candidates is None else len(answer.candidates)
+        return Prediction(codes, scores, answer.truncated, dropped, decoded.finished, added, listed)
 
 
 # --------------------------------------------------------------------------- openai

@@ -219,6 +219,7 @@ class DecodeState:
     done: bool = False
     finished: bool = False  # stopped by EOS (not by a limit)
     tokens: int = 0  # generated so far, EOS included
+    ends: list[tuple[float, float]] = field(default_factory=list)  # see Decoded.ends
     _written: dict[int, int] = field(default_factory=dict)
     _path: list[int] = field(default_factory=list)
     _probability: float = 1.0
@@ -281,6 +282,22 @@ class Decoded:
     finished: bool
     text: str = ""
     tokens: int = 0
+    # constrained only: before code i (and after the last one), where the answer could end,
+    # the probability of the end and of the likeliest code token
+    ends: list[tuple[float, float]] = field(default_factory=list)
+
+    def cut(self, eos_min: float) -> Decoded:
+        """The answer greedy decoding gives with ``eos_min`` (its stop rule: the end is the
+        likeliest token and at least ``eos_min`` likely), from an answer decoded with a
+        higher ``eos_min``: the codes up to that point are the same, as each step takes the
+        likeliest code token whenever it does not end (see :func:`constrained_generate`)."""
+        for index, (end, code) in enumerate(self.ends):
+            if end >= code and end >= eos_min and index < len(self.codes):
+                codes = self.codes[:index]
+                scores = None if self.scores is None else self.scores[:index]
+                text = "".join(f"{c}{NEWLINE}" for c in codes)
+                return Decoded(codes, scores, True, text, self.tokens, self.ends[: index + 1])
+        return self
 
 
 def _encode_prompts(tokenizer: Any, prompts: Sequence[str], device: Any) -> tuple[Any, Any]:
@@ -335,6 +352,8 @@ def constrained_generate(
             best = probabilities.argmax(dim=-1)
             if eos_min > 0 and trie.eos_id in where:
                 best = _unless_weak_end(probabilities, best, where[trie.eos_id], eos_min)
+            if trie.eos_id in where:
+                _note_ends(states, rows, probabilities, where[trie.eos_id])
             chosen = [union[c] for c in best.tolist()]
             best_p = probabilities.gather(-1, best[:, None]).squeeze(-1).tolist()
             for row, token, p in zip(rows, chosen, best_p, strict=True):
@@ -362,9 +381,22 @@ def constrained_generate(
             s.finished,
             "".join(f"{c}{NEWLINE}" for c in s.codes),
             s.tokens,
+            s.ends,
         )
         for s in states
     ]
+
+
+def _note_ends(states: list[DecodeState], rows: list[int], probabilities: Any, eos: int) -> None:
+    """For each row between codes, the end's probability and the likeliest code token's."""
+    others = probabilities.clone()
+    others[:, eos] = 0.0
+    end_p = probabilities[:, eos].tolist()
+    code_p = others.max(dim=-1).values.tolist()
+    for index, row in enumerate(rows):
+        state = states[row]
+        if state.node == 0 and not state.done and code_p[index] > 0:
+            state.ends.append((end_p[index], code_p[index]))
 
 
 def _unless_weak_end(probabilities: Any, best: Any, eos: int, eos_min: float) -> Any:

@@ -1,0 +1,270 @@
+"""Recall in the model: why the fine-tuned coder lists few codes on real text, and what a
+later end buys. One greedy pass per note that never ends early (``eos_min`` above 1, up to
+``--max-codes``) records the end's probability at each point between codes; the answer under
+the stop rule "end where the end is the likeliest token and at least ``eos_min`` likely" is a
+prefix of it (:meth:`medcode.model.constrained.Decoded.cut`; the baseline, ``eos_min`` 0, is
+today's first end), validated and policy-completed as ``medcode predict`` does and scored as
+``medcode eval`` does. Prints, on synthetic validation and CodiEsp dev (diagnoses; evaluation
+only: it chooses nothing):
+
+- the diagnosis at the first end: gold and listed codes per note, the share of gold codes in
+  the prompt's candidates, recall on the gold codes the candidates list and on those they do
+  not, the share of listed codes taken from the candidates, the end's median probability;
+- the precision/recall trade-off per ``eos_min`` (micro P/R/F1, codes per note) with its
+  ratio against the first end, and the rule chosen on synthetic validation alone: the
+  largest ``eos_min`` whose F1 is within ``--tolerance`` of the best.
+
+    .venv/bin/python benchmarks/bench_recall.py ADAPTER CORPUS [--notes 60]
+        [--codiesp ../shared/codiesp] [--plot recall.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from medcode.eval.commands import score
+from medcode.model.backends import Answer, HFBackend, load_coder
+from medcode.model.commands import read_notes
+from medcode.synth.card import read_rows
+from medcode.terminology import icd10cm
+
+RULES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+RUNAWAY = 4  # codes of one 3-character category in one answer: a list running through a family
+NEVER = 1.01  # above any probability: the pass that never ends early
+
+
+def _synthetic(corpus: Path, count: int, seed: int) -> tuple[list[dict], dict[str, list[str]]]:
+    notes = read_notes(corpus, "validation")
+    random.Random(seed).shuffle(notes)
+    notes = sorted(notes[:count], key=lambda n: n["id"])
+    wanted = {n["id"] for n in notes}
+    gold = {
+        str(r["id"]): [c["code"] for c in r["codes"]]
+        for r in read_rows(corpus, ["id", "codes", "split"])
+        if str(r["id"]) in wanted
+    }
+    return notes, gold
+
+
+def _codiesp(folder: Path, count: int, seed: int) -> tuple[list[dict], dict[str, list[str]]]:
+    from medcode.eval.codiesp import load
+
+    notes, gold = load(folder, "dev")
+    random.Random(seed).shuffle(notes)  # as the demo samples its CodiEsp set
+    notes = sorted(notes[:count], key=lambda n: n["id"])
+    return [{**n, "context": None} for n in notes], {n["id"]: gold[n["id"]] for n in notes}
+
+
+def _training_answers(corpus: Path) -> float:
+    lengths = [
+        len(r["codes"]) for r in read_rows(corpus, ["codes", "split"]) if r["split"] == "train"
+    ]
+    return statistics.fmean(lengths)
+
+
+def _answers(coder: HFBackend, notes: list[dict], batch: int) -> list[Answer]:
+    order = sorted(range(len(notes)), key=lambda i: len(notes[i]["text"]))
+    found: dict[int, Answer] = {}
+    for start in range(0, len(order), batch):
+        chosen = order[start : start + batch]
+        decoded = coder.decode(
+            [notes[i]["text"] for i in chosen],
+            [notes[i]["id"] for i in chosen],
+            [notes[i]["context"] if coder.context else None for i in chosen],
+            eos_min=NEVER,
+        )
+        found.update(zip(chosen, decoded, strict=True))
+        print(f"  {min(start + batch, len(order))}/{len(order)} notes", end="\r", flush=True)
+    answers = [found[i] for i in range(len(notes))]
+    print()
+    return answers
+
+
+def _raw(note: dict, answer: Answer, gold: dict[str, list[str]]) -> dict:
+    decoded = answer.decoded
+    return {
+        "id": note["id"],
+        "gold": gold[note["id"]],
+        "codes": decoded.codes,
+        "scores": decoded.scores,
+        "ends": decoded.ends,
+        "candidates": [c.code for c in answer.candidates or []],
+    }
+
+
+def _scored(
+    gold: dict[str, list[str]], codes: dict[str, list[str]], diagnoses: bool, folder: Path
+) -> dict[str, float]:
+    gold_path, predicted_path = folder / "gold.jsonl", folder / "predictions.jsonl"
+    gold_path.write_text("".join(json.dumps({"id": k, "codes": v}) + "\n" for k, v in gold.items()))
+    predicted_path.write_text(
+        "".join(json.dumps({"id": k, "codes": v}) + "\n" for k, v in codes.items())
+    )
+    micro = score(gold_path, predicted_path, bootstrap=0, diagnoses_only=diagnoses)["micro"]
+    return {key: micro[key] for key in ("precision", "recall", "f1")}
+
+
+def _icd(codes: list[str]) -> set[str]:
+    return {icd10cm.normalize(c) for c in codes if icd10cm.looks_like(c)}
+
+
+def _diagnosis(notes, gold, answers, first_end, diagnoses: bool) -> dict[str, float]:
+    """Why the first end lists what it lists (ICD-10-CM only on CodiEsp)."""
+
+    def kept(codes):
+        return _icd(codes) if diagnoses else set(codes)
+
+    in_gold = total = in_both = out_gold = out_found = listed = from_candidates = 0
+    ends = []
+    runaway = never_ended = 0
+    for note, answer, codes in zip(notes, answers, first_end, strict=True):
+        runaway += max(Counter(code[:3] for code in codes).values(), default=0) >= RUNAWAY
+        truth, said = kept(gold[note["id"]]), kept(codes)
+        offered = kept([c.code for c in answer.candidates or []])
+        in_gold += len(truth & offered)
+        in_both += len(truth & offered & said)
+        out_gold += len(truth - offered)
+        out_found += len(truth & said - offered)
+        listed += len(said)
+        from_candidates += len(said & offered)
+        stop = answer.decoded.cut(0.0)
+        if stop is not answer.decoded:  # it ended before --max-codes
+            ends.append(stop.ends[-1][0])
+        else:
+            never_ended += 1
+        total += len(truth)
+    count = len(notes)
+    return {
+        "gold per note": total / count,
+        "listed per note": listed / count,
+        "gold in candidates": in_gold / max(total, 1),
+        "recall, gold in candidates": in_both / max(in_gold, 1),
+        "recall, gold not in candidates": out_found / max(out_gold, 1),
+        "listed from candidates": from_candidates / max(listed, 1),
+        "end probability at the end (median)": statistics.median(ends) if ends else float("nan"),
+        "notes never ending (--max-codes)": never_ended / count,
+        f"notes listing {RUNAWAY}+ codes of one category": runaway / count,
+    }
+
+
+def _plot(curves: dict[str, list[tuple[float, dict]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4.5))
+    for name, points in curves.items():
+        recall = [p["recall"] for _, p in points]
+        precision = [p["precision"] for _, p in points]
+        axis.plot(recall, precision, marker="o", label=name)
+        for (rule, _), x, y in zip(points, recall, precision, strict=True):
+            axis.annotate(
+                f"{rule:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7
+            )
+    axis.set_xlabel("recall (micro)")
+    axis.set_ylabel("precision (micro)")
+    axis.set_title("The stop rule: end only when at least eos_min likely")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    print(f"plot: {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("adapter", type=Path)
+    parser.add_argument("corpus", type=Path, help="the synth corpus (its validation split)")
+    parser.add_argument("--notes", type=int, default=60, help="notes per set")
+    parser.add_argument("--codiesp", type=Path, default=Path("../shared/codiesp"))
+    parser.add_argument("--max-codes", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--tolerance", type=float, default=0.01)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plot", type=Path)
+    parser.add_argument("--save", type=Path, help="the raw never-ending answers (JSON)")
+    args = parser.parse_args()
+
+    coder = load_coder(
+        args.adapter, batch_size=args.batch_size, max_codes=args.max_codes, max_new_tokens=256
+    )
+    assert isinstance(coder, HFBackend)
+    sets = {"synthetic validation": _synthetic(args.corpus, args.notes, args.seed)}
+    if (args.codiesp / "dev").is_dir():
+        sets["CodiEsp dev"] = _codiesp(args.codiesp, args.notes, args.seed)
+    else:
+        print(f"{args.codiesp}/dev not found: CodiEsp dev skipped")
+    print(f"training answers: {_training_answers(args.corpus):.1f} codes per note (train split)")
+    curves: dict[str, list[tuple[float, dict]]] = {}
+    saved: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, (notes, gold) in sets.items():
+            diagnoses = name.startswith("CodiEsp")
+            started = time.perf_counter()
+            print(f"{name}: {len(notes)} notes, decoding without an early end")
+            answers = _answers(coder, notes, args.batch_size)
+            elapsed = time.perf_counter() - started
+            print(f"  {len(notes) / elapsed:.2f} notes/s (never ending: an upper bound on time)")
+            saved[name] = [
+                _raw(note, answer, gold) for note, answer in zip(notes, answers, strict=True)
+            ]
+            points = []
+            first_end = None
+            for rule in RULES:
+                codes = {
+                    note["id"]: coder.prediction(
+                        note["text"], answer._replace(decoded=answer.decoded.cut(rule))
+                    ).codes
+                    for note, answer in zip(notes, answers, strict=True)
+                }
+                if first_end is None:
+                    first_end = [codes[n["id"]] for n in notes]
+                listed = statistics.fmean(len(_icd(c) if diagnoses else c) for c in codes.values())
+                points.append(
+                    (rule, {**_scored(gold, codes, diagnoses, Path(scratch)), "n": listed})
+                )
+            curves[name] = points
+            print("  at the first end (eos_min 0):")
+            for key, value in _diagnosis(notes, gold, answers, first_end, diagnoses).items():
+                print(f"    {key:<40} {value:.3f}")
+            base = points[0][1]
+            print(
+                f"  {'eos_min':>8} {'codes/note':>10} {'precision':>9} {'recall':>7} {'F1':>6} "
+                f"{'F1 ratio':>8}"
+            )
+            for rule, p in points:
+                ratio = p["f1"] / base["f1"] if base["f1"] else float("nan")
+                print(
+                    f"  {rule:>8g} {p['n']:>10.1f} {p['precision']:>9.3f} {p['recall']:>7.3f} "
+                    f"{p['f1']:>6.3f} {ratio:>7.2f}x"
+                )
+    validation = curves["synthetic validation"]
+    best = max(p["f1"] for _, p in validation)
+    chosen = max(rule for rule, p in validation if p["f1"] >= best - args.tolerance)
+    print(
+        f"chosen on synthetic validation: eos_min {chosen:g} (largest within "
+        f"{args.tolerance:g} F1 of the best, {best:.3f})"
+    )
+    for name, points in curves.items():
+        p = dict(points)[chosen]
+        print(
+            f"  {name}: P {p['precision']:.3f} R {p['recall']:.3f} F1 {p['f1']:.3f} "
+            f"(first end: F1 {points[0][1]['f1']:.3f})"
+        )
+    if args.plot:
+        _plot(curves, args.plot)
+    if args.save:
+        args.save.write_text(json.dumps(saved))
+        print(f"raw answers: {args.save}")
+
+
+if __name__ == "__main__":
+    main()
