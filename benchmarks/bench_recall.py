@@ -1,21 +1,26 @@
-"""Recall in the model: why the fine-tuned coder lists few codes on real text, and what a
-later end buys. One greedy pass per note that never ends early (``eos_min`` above 1, up to
-``--max-codes``) records the end's probability at each point between codes; the answer under
-the stop rule "end where the end is the likeliest token and at least ``eos_min`` likely" is a
-prefix of it (:meth:`medcode.model.constrained.Decoded.cut`; the baseline, ``eos_min`` 0, is
-today's first end), validated and policy-completed as ``medcode predict`` does and scored as
-``medcode eval`` does. Prints, on synthetic validation and CodiEsp dev (diagnoses; evaluation
-only: it chooses nothing):
+"""Recall in the model: why the fine-tuned coder lists what it lists on real text, and which
+stop rule and code set fit it. One greedy pass per note that never ends early (``eos_min``
+above 1, up to ``--max-codes``) records the end's probability at each point between codes;
+the answer under the stop rule "end where the end is the likeliest token and at least
+``eos_min`` likely" is a prefix of it (:meth:`medcode.model.constrained.Decoded.cut`; the
+baseline, ``eos_min`` 0, is today's first end), validated and policy-completed as ``medcode
+predict`` does and scored as ``medcode eval`` does. Two decodings, each measured in the same
+run: any valid code (today) and the prompt's candidates only (``--candidates-only``). Prints,
+per decoding, on synthetic validation and CodiEsp dev (diagnoses; evaluation only: it
+chooses nothing):
 
 - the diagnosis at the first end: gold and listed codes per note, the share of gold codes in
   the prompt's candidates, recall on the gold codes the candidates list and on those they do
-  not, the share of listed codes taken from the candidates, the end's median probability;
+  not, the share of listed codes taken from the candidates, the end's median probability,
+  notes that never end and notes whose list runs through one category;
 - the precision/recall trade-off per ``eos_min`` (micro P/R/F1, codes per note) with its
-  ratio against the first end, and the rule chosen on synthetic validation alone: the
-  largest ``eos_min`` whose F1 is within ``--tolerance`` of the best.
+  ratio against the first end;
+- the decoding chosen on synthetic validation alone (the best F1's code set, and in it the
+  largest ``eos_min`` within ``--tolerance`` of the best) with its figures on each set.
 
     .venv/bin/python benchmarks/bench_recall.py ADAPTER CORPUS [--notes 60]
-        [--codiesp ../shared/codiesp] [--plot recall.png]
+        [--codiesp ../shared/codiesp] [--variants any,candidates] [--plot recall.png]
+        [--save answers.json]
 """
 
 from __future__ import annotations
@@ -37,7 +42,11 @@ from medcode.terminology import icd10cm
 
 RULES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 RUNAWAY = 4  # codes of one 3-character category in one answer: a list running through a family
-NEVER = 1.01  # above any probability: the pass that never ends early
+NEVER = 1.01
+VARIANTS = {
+    "any": "any code (today)",
+    "candidates": "candidates only",
+}  # above any probability: the pass that never ends early
 
 
 def _synthetic(corpus: Path, count: int, seed: int) -> tuple[list[dict], dict[str, list[str]]]:
@@ -69,7 +78,9 @@ def _training_answers(corpus: Path) -> float:
     return statistics.fmean(lengths)
 
 
-def _answers(coder: HFBackend, notes: list[dict], batch: int) -> list[Answer]:
+def _answers(coder: HFBackend, notes: list[dict], batch: int, label: str) -> list[Answer]:
+    print(f"{label}: {len(notes)} notes, decoding without an early end")
+    started = time.perf_counter()
     order = sorted(range(len(notes)), key=lambda i: len(notes[i]["text"]))
     found: dict[int, Answer] = {}
     for start in range(0, len(order), batch):
@@ -83,7 +94,8 @@ def _answers(coder: HFBackend, notes: list[dict], batch: int) -> list[Answer]:
         found.update(zip(chosen, decoded, strict=True))
         print(f"  {min(start + batch, len(order))}/{len(order)} notes", end="\r", flush=True)
     answers = [found[i] for i in range(len(notes))]
-    print()
+    elapsed = time.perf_counter() - started
+    print(f"\n  {len(notes) / elapsed:.2f} notes/s (never ending: an upper bound on time)")
     return answers
 
 
@@ -190,6 +202,11 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", type=Path)
+    parser.add_argument(
+        "--variants",
+        default="any,candidates",
+        help="any: any valid code; candidates: the prompt's candidates only (comma-separated)",
+    )
     parser.add_argument("--save", type=Path, help="the raw never-ending answers (JSON)")
     args = parser.parse_args()
 
@@ -207,63 +224,78 @@ def main() -> None:
     saved: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for name, (notes, gold) in sets.items():
-            diagnoses = name.startswith("CodiEsp")
-            started = time.perf_counter()
-            print(f"{name}: {len(notes)} notes, decoding without an early end")
-            answers = _answers(coder, notes, args.batch_size)
-            elapsed = time.perf_counter() - started
-            print(f"  {len(notes) / elapsed:.2f} notes/s (never ending: an upper bound on time)")
-            saved[name] = [
-                _raw(note, answer, gold) for note, answer in zip(notes, answers, strict=True)
-            ]
-            points = []
-            first_end = None
-            for rule in RULES:
-                codes = {
-                    note["id"]: coder.prediction(
-                        note["text"], answer._replace(decoded=answer.decoded.cut(rule))
-                    ).codes
-                    for note, answer in zip(notes, answers, strict=True)
-                }
-                if first_end is None:
-                    first_end = [codes[n["id"]] for n in notes]
-                listed = statistics.fmean(len(_icd(c) if diagnoses else c) for c in codes.values())
-                points.append(
-                    (rule, {**_scored(gold, codes, diagnoses, Path(scratch)), "n": listed})
-                )
-            curves[name] = points
-            print("  at the first end (eos_min 0):")
-            for key, value in _diagnosis(notes, gold, answers, first_end, diagnoses).items():
-                print(f"    {key:<40} {value:.3f}")
-            base = points[0][1]
-            print(
-                f"  {'eos_min':>8} {'codes/note':>10} {'precision':>9} {'recall':>7} {'F1':>6} "
-                f"{'F1 ratio':>8}"
-            )
-            for rule, p in points:
-                ratio = p["f1"] / base["f1"] if base["f1"] else float("nan")
-                print(
-                    f"  {rule:>8g} {p['n']:>10.1f} {p['precision']:>9.3f} {p['recall']:>7.3f} "
-                    f"{p['f1']:>6.3f} {ratio:>7.2f}x"
-                )
-    validation = curves["synthetic validation"]
-    best = max(p["f1"] for _, p in validation)
-    chosen = max(rule for rule, p in validation if p["f1"] >= best - args.tolerance)
-    print(
-        f"chosen on synthetic validation: eos_min {chosen:g} (largest within "
-        f"{args.tolerance:g} F1 of the best, {best:.3f})"
-    )
-    for name, points in curves.items():
-        p = dict(points)[chosen]
-        print(
-            f"  {name}: P {p['precision']:.3f} R {p['recall']:.3f} F1 {p['f1']:.3f} "
-            f"(first end: F1 {points[0][1]['f1']:.3f})"
-        )
+            diagnoses = name.startswith("CodiEsp")  # CodiEsp-D scores diagnoses only
+            for variant in args.variants.split(","):
+                coder.candidates_only = variant == "candidates"
+                label = f"{name}, {VARIANTS[variant]}"
+                answers = _answers(coder, notes, args.batch_size, label)
+                saved[label] = [_raw(n, a, gold) for n, a in zip(notes, answers, strict=True)]
+                curves[label] = _sweep(coder, notes, gold, answers, diagnoses, Path(scratch))
+    _choose(curves, args.tolerance)
     if args.plot:
         _plot(curves, args.plot)
     if args.save:
         args.save.write_text(json.dumps(saved))
         print(f"raw answers: {args.save}")
+
+
+def _sweep(coder, notes, gold, answers, diagnoses: bool, scratch: Path) -> list[tuple[float, dict]]:
+    """Score each stop rule on one set's never-ending answers; print the diagnosis at the
+    first end and the trade-off table."""
+    points = []
+    first_end = None
+    for rule in RULES:
+        codes = {
+            note["id"]: coder.prediction(
+                note["text"], answer._replace(decoded=answer.decoded.cut(rule))
+            ).codes
+            for note, answer in zip(notes, answers, strict=True)
+        }
+        if first_end is None:
+            first_end = [codes[n["id"]] for n in notes]
+        listed = statistics.fmean(len(_icd(c) if diagnoses else c) for c in codes.values())
+        points.append((rule, {**_scored(gold, codes, diagnoses, scratch), "n": listed}))
+    print("  at the first end (eos_min 0):")
+    for key, value in _diagnosis(notes, gold, answers, first_end, diagnoses).items():
+        print(f"    {key:<40} {value:.3f}")
+    base = points[0][1]
+    print(
+        f"  {'eos_min':>8} {'codes/note':>10} {'precision':>9} {'recall':>7} {'F1':>6} "
+        f"{'F1 ratio':>8}"
+    )
+    for rule, point in points:
+        ratio = point["f1"] / base["f1"] if base["f1"] else float("nan")
+        print(
+            f"  {rule:>8g} {point['n']:>10.1f} {point['precision']:>9.3f} "
+            f"{point['recall']:>7.3f} {point['f1']:>6.3f} {ratio:>7.2f}x"
+        )
+    return points
+
+
+def _choose(curves: dict[str, list[tuple[float, dict]]], tolerance: float) -> None:
+    """The decoding chosen on synthetic validation alone: the best F1's variant, and in it the
+    largest ``eos_min`` within ``tolerance`` of the best; its figures on every set, against
+    today's decoding (any code, first end) where measured."""
+    validation = {k: v for k, v in curves.items() if k.startswith("synthetic validation")}
+    best_label = max(validation, key=lambda k: max(p["f1"] for _, p in validation[k]))
+    best = max(p["f1"] for _, p in validation[best_label])
+    rule = max(r for r, p in validation[best_label] if p["f1"] >= best - tolerance)
+    variant = best_label.split(", ", 1)[1]
+    print(
+        f"chosen on synthetic validation: {variant}, eos_min {rule:g} (largest within "
+        f"{tolerance:g} F1 of the best, {best:.3f})"
+    )
+    for label, points in curves.items():
+        if not label.endswith(variant):
+            continue
+        name = label.split(", ", 1)[0]
+        point = dict(points)[rule]
+        today = curves.get(f"{name}, {VARIANTS['any']}")
+        against = f" (today: F1 {today[0][1]['f1']:.3f})" if today else ""
+        print(
+            f"  {name}: P {point['precision']:.3f} R {point['recall']:.3f} "
+            f"F1 {point['f1']:.3f}{against}"
+        )
 
 
 if __name__ == "__main__":

@@ -114,6 +114,18 @@ def test_hf_backend_candidates_mode_uses_the_retriever(tiny):
         HFBackend(tiny, mode="candidates")
 
 
+def test_hf_backend_candidates_only_lists_nothing_but_the_candidates(tiny):
+    retriever = StubRetriever()
+    options = {"mode": "candidates", "retriever": retriever, "max_new_tokens": 40}
+    free = HFBackend(tiny, eos_min=1.01, max_codes=3, **options)  # never ends before 3 codes
+    assert any(p.codes != ["E11.22"] for p in free.predict(NOTES))
+    only = HFBackend(tiny, candidates_only=True, eos_min=1.01, **options)
+    for prediction in only.predict(NOTES):
+        assert prediction.codes[0] == "E11.22" and prediction.finished
+        assert len(prediction.codes) == 1 or prediction.added  # the policy may add a partner
+    assert not HFBackend(tiny, candidates_only=True).candidates_only  # plain mode: no list
+
+
 def test_hf_backend_unconstrained_path(tiny):
     coder = HFBackend(tiny, constrained=False, max_new_tokens=12)
     prediction = coder.predict(NOTES[:1])[0]
@@ -255,6 +267,8 @@ def test_load_coder_reads_the_model_record(adapter, monkeypatch):
     assert (coder.mode, coder.k, coder.retriever) == ("candidates", 5, stub)
     assert coder.predict(NOTES[:1])[0].candidates == 1  # the candidates its prompt listed
     assert stub.calls == [(NOTES[:1], 5)]
+    assert not coder.candidates_only  # the record does not say so
+    assert load_coder(adapter, device="cpu", candidates_only=True).candidates_only
     served = load_coder(adapter, "openai", base_url="http://127.0.0.1:9/v1")
     assert (served.mode, served.model) == ("candidates", adapter.name)
 
@@ -267,6 +281,9 @@ def test_the_record_says_whether_the_model_reads_a_context(adapter, tmp_path):
     folder.mkdir()
     (folder / "medcode_model.json").write_text(json.dumps({"mode": "plain", "context": True}))
     assert backends.read_record(folder).context is True
+    assert backends.read_record(folder).candidates_only is False
+    (folder / "medcode_model.json").write_text(json.dumps({"candidates_only": True}))
+    assert backends.read_record(folder).candidates_only is True
 
 
 def test_load_coder_errors(tmp_path, tiny_model):
@@ -403,6 +420,26 @@ def test_cli_passes_each_note_s_setting_and_patient(cli, tmp_path, monkeypatch):
     assert status != 0 and f"{notes}:2: patient sex 'x'" in " ".join(err.split())
     status, _, err = cli("code", "--model", "m", str(note), "--setting", "ward")
     assert status != 0 and "setting 'ward'" in err
+
+
+def test_cli_candidates_only_reaches_the_coder_and_defaults_to_the_record(
+    cli, tmp_path, monkeypatch
+):
+    from medcode.model import backends as loaded
+
+    seen = []
+    monkeypatch.setattr(
+        loaded, "load_coder", lambda *args, **options: seen.append(options) or ContextCoder()
+    )
+    note = tmp_path / "note.txt"
+    note.write_text("HTN.")
+    for flag, expected in (("--candidates-only", True), ("--any-code", False)):
+        status, _, err = cli("code", "--model", "m", str(note), flag)
+        assert status == 0, err
+        assert seen[-1]["candidates_only"] is expected
+    status, _, err = cli("code", "--model", "m", str(note))
+    assert status == 0, err
+    assert "candidates_only" not in seen[-1]  # load_coder takes the record's
 
 
 def test_cli_reads_a_corpus_note_s_context_from_its_encounter(cli, tmp_path, monkeypatch):

@@ -99,6 +99,13 @@ def test_bad_values_are_errors(tmp_path, override, words):
         assert word in str(caught.value)
 
 
+def test_candidates_only_needs_candidates_mode(tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", lora_r=8)
+    assert TrainConfig.load(recipe, ["candidates_only=true"]).candidates_only is True
+    with pytest.raises(MedcodeError, match=r"candidates_only.*needs mode: candidates"):
+        TrainConfig.load(recipe, ["mode=plain", "candidates_only=true"])
+
+
 def test_category_weights_from_the_recipe_and_an_override(tmp_path):
     recipe = write_recipe(tmp_path / "r.yaml", category_weights={"frailty": 2})
     assert TrainConfig.load(recipe).category_weights == {"frailty": 2.0}
@@ -548,6 +555,7 @@ def test_train_end_to_end_candidates(tiny_model, tiny_corpus, tmp_path, stub_ret
     assert loaded.source.adapter == out
     assert read_record(out).retriever == out / "retriever" and read_record(out).k == 5
     assert record["context"] is True and read_record(out).context is True
+    assert record["candidates_only"] is False and not read_record(out).candidates_only
 
 
 @pytest.mark.parametrize(("context", "dropout"), [(True, 0.0), (True, 0.5), (False, 0.0)])

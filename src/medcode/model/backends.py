@@ -263,11 +263,14 @@ class HFBackend:
         max_prompt_tokens: int | None = None,
         constrained: bool = True,
         eos_min: float = 0.0,
+        candidates_only: bool = False,
         context: bool = True,
         validator: CodeValidator | None = None,
         warn: Warn | None = None,
     ) -> None:
         _check_mode(mode, retriever)
+        # candidates mode, constrained: the answer may list only the prompt's candidates
+        self.candidates_only = candidates_only and mode == "candidates"
         self.context = context  # whether prompts state the setting and patient
         self.loaded = loaded
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
@@ -370,6 +373,7 @@ class HFBackend:
                 max_new_tokens=self.max_new_tokens,
                 max_codes=self.max_codes,
                 eos_min=self.eos_min if eos_min is None else eos_min,
+                tries=self._candidate_tries(candidates) if self.candidates_only else None,
             )
         else:
             decoded = plain_generate(
@@ -378,6 +382,18 @@ class HFBackend:
         return [
             Answer(answer, candidates[i] if candidates else None, truncated)
             for i, ((_, truncated), answer) in enumerate(zip(fitted, decoded, strict=True))
+        ]
+
+    def _candidate_tries(self, candidates: list[list[Candidate]] | None) -> list[Any] | None:
+        """Per note, the trie of its candidates (the valid ones)."""
+        from medcode.model.constrained import CodeTrie
+
+        if candidates is None:
+            return None
+        valid = self.validator.codes
+        return [
+            CodeTrie([c.code for c in listed if c.code in valid], self.tokenizer)
+            for listed in candidates
         ]
 
     def _predict_batch(
@@ -576,6 +592,8 @@ class ModelRecord:
     # whether the model's prompts state the setting and patient: adapters trained before
     # medcode wrote them have no "context" in their record, and are prompted without
     context: bool = True
+    # whether answers list only the prompt's candidates (hf, constrained decoding)
+    candidates_only: bool = False
 
 
 def read_record(spec: str | Path) -> ModelRecord:
@@ -590,6 +608,7 @@ def read_record(spec: str | Path) -> ModelRecord:
         k = int(data.get("k", 20))
         retriever = data.get("retriever")
         context = data.get("context", False) is True
+        candidates_only = data.get("candidates_only", False) is True
     except (OSError, ValueError, TypeError, AttributeError) as error:
         raise ModelError(f"{path}: corrupt model record ({error})") from None
     if mode not in MODES:
@@ -600,6 +619,7 @@ def read_record(spec: str | Path) -> ModelRecord:
         k,
         folder / retriever if retriever and mode != "plain" else None,
         context,
+        candidates_only,
     )
 
 
@@ -649,5 +669,6 @@ def load_coder(
         return OpenAIBackend(base_url, name, mode=mode, retriever=retriever, k=k, **options)
     from medcode.model.loading import load
 
+    options.setdefault("candidates_only", record.candidates_only)
     loaded = load(model_spec, device=device, dtype=dtype)
     return HFBackend(loaded, mode=mode, retriever=retriever, k=k, **options)

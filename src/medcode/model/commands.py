@@ -66,6 +66,15 @@ EosMinOption = Annotated[
     ),
 ]
 
+CandidatesOnlyOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--candidates-only/--any-code",
+        help="hf, constrained, candidates mode: list only the prompt's candidates, or any "
+        "valid code (default: as the adapter's medcode_model.json says; else any code).",
+    ),
+]
+
 
 SettingOption = Annotated[
     str | None,
@@ -97,6 +106,7 @@ def _coder(
     device: str | None,
     max_prompt_tokens: int | None = None,
     eos_min: float = 0.0,
+    candidates_only: bool | None = None,
 ) -> Any:
     from medcode.model.backends import load_coder
 
@@ -110,6 +120,8 @@ def _coder(
             "device": device,
             "warn": _warn,
         }
+        if candidates_only is not None:
+            options["candidates_only"] = candidates_only
     with errors.status(f"loading {model}", spinner="dots"):
         return load_coder(
             model,
@@ -150,6 +162,7 @@ def code_command(
     max_new_tokens: MaxTokensOption = 256,
     unconstrained: UnconstrainedOption = False,
     eos_min: EosMinOption = 0.0,
+    candidates_only: CandidatesOnlyOption = None,
     device: DeviceOption = None,
     setting: SettingOption = None,
     age: AgeOption = None,
@@ -177,6 +190,7 @@ def code_command(
         unconstrained=unconstrained,
         device=device,
         eos_min=eos_min,
+        candidates_only=candidates_only,
     )
     prediction = coder.predict([text], [note.name], contexts=[context])[0]
     scores = prediction.scores or [None] * len(prediction.codes)
@@ -310,6 +324,7 @@ def predict_command(
     ] = None,
     unconstrained: UnconstrainedOption = False,
     eos_min: EosMinOption = 0.0,
+    candidates_only: CandidatesOnlyOption = None,
     device: DeviceOption = None,
     setting: SettingOption = None,
     age: AgeOption = None,
@@ -351,6 +366,7 @@ def predict_command(
         device=device,
         max_prompt_tokens=max_prompt_tokens,
         eos_min=eos_min,
+        candidates_only=candidates_only,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -316,21 +316,25 @@ def constrained_generate(
     max_new_tokens: int = 256,
     max_codes: int | None = 32,
     eos_min: float = 0.0,
+    tries: Sequence[CodeTrie] | None = None,
 ) -> list[Decoded]:
     """Greedy decoding of one batch of prompts, constrained to the codes of ``trie`` (default:
-    the full code set). A code's score is its probability under the constrained distribution:
-    the product of its tokens' probabilities, each a softmax over the allowed tokens only.
-    With ``eos_min`` the answer ends only when the end is at least that likely between codes
-    (else the likeliest next code is written): a model that stops early lists more."""
+    the full code set), or of ``tries``, one per prompt (e.g. each note's candidates). A
+    code's score is its probability under the constrained distribution: the product of its
+    tokens' probabilities, each a softmax over the allowed tokens only. With ``eos_min`` the
+    answer ends only when the end is at least that likely between codes (else the likeliest
+    next code is written): a model that stops early lists more."""
     import torch
     from transformers import DynamicCache
 
     if not prompts:
         return []
-    trie = trie or trie_for(tokenizer)
+    if tries is not None and len(tries) != len(prompts):
+        raise ValueError(f"{len(tries)} tries for {len(prompts)} prompts")
+    trie = tries[0] if tries else (trie or trie_for(tokenizer))
     device = next(model.parameters()).device
     ids, mask = _encode_prompts(tokenizer, prompts, device)
-    states = [trie.state(max_codes) for _ in prompts]
+    states = [t.state(max_codes) for t in (tries or [trie] * len(prompts))]
     rows = list(range(len(prompts)))  # the states still decoding, in batch order
     cache = DynamicCache(config=unwrap(model).config)
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)

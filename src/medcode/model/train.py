@@ -1215,6 +1215,7 @@ def _run(config, args, model, tokenizer, source, data, out, checkpoint, console,
             "retriever": RETRIEVER_DIR if config.mode == "candidates" else None,
             "max_seq_len": config.max_seq_len,
             "context": config.context,  # prompts state the setting and patient
+            "candidates_only": config.candidates_only,  # answers list only the candidates
         }
         (out / RECORD).write_text(json.dumps(record, indent=2) + "\n")
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -52,6 +52,9 @@ class TrainConfig:
     # candidates by the note's needs: a place per code the lexicon finds plus k/2, from k up
     # to k_max (the retriever's ``note_k``); 0: every prompt lists k
     k_max: int = 0
+    # the adapter's answers list only its prompt's candidates (written into medcode_model.json
+    # for `medcode predict`, serve and the demo; constrained decoding, candidates mode)
+    candidates_only: bool = False
     max_train_notes: int = 2000  # seeded sample of the train split for the LLM; 0: all
     # a note's chance in that sample, by the categories of its codes (the largest applies;
     # a note in none weighs 1), e.g. {advanced_illness: 3.0}; empty: a uniform sample
@@ -174,6 +177,8 @@ class TrainConfig:
             fail("epochs", "must be positive")
         if self.k_max and self.k_max < self.k:
             fail("k_max", f"must be 0 (every prompt lists k) or at least k={self.k}")
+        if self.candidates_only and self.mode != "candidates":
+            fail("candidates_only", "needs mode: candidates (plain prompts list no candidates)")
         if not 0.0 <= self.context_dropout <= 1.0:
             fail("context_dropout", "must be in [0, 1]")
         if self.max_seq_len < 32:
