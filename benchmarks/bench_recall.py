@@ -167,24 +167,33 @@ def _diagnosis(notes, gold, answers, first_end, diagnoses: bool) -> dict[str, fl
 
 
 def _plot(curves: dict[str, list[tuple[float, dict]]], path: Path) -> None:
+    """Precision against recall per stop rule: a colour per set, a line style per code set."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6, 4.5))
-    for name, points in curves.items():
+    figure, axis = plt.subplots(figsize=(7, 5))
+    colours: dict[str, str] = {}
+    for label, points in curves.items():
+        name, variant = label.split(", ", 1)
+        colour = colours.setdefault(name, f"C{len(colours)}")
+        style = "-" if variant == VARIANTS["any"] else "--"
         recall = [p["recall"] for _, p in points]
         precision = [p["precision"] for _, p in points]
-        axis.plot(recall, precision, marker="o", label=name)
+        axis.plot(recall, precision, style, marker="o", color=colour, label=label)
+        shown: set[tuple[float, float]] = set()
         for (rule, _), x, y in zip(points, recall, precision, strict=True):
+            if (round(x, 3), round(y, 3)) in shown:
+                continue  # a later eos_min that changed nothing
+            shown.add((round(x, 3), round(y, 3)))
             axis.annotate(
                 f"{rule:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7
             )
     axis.set_xlabel("recall (micro)")
     axis.set_ylabel("precision (micro)")
-    axis.set_title("The stop rule: end only when at least eos_min likely")
-    axis.legend()
+    axis.set_title("Stop rule (labels: eos_min) and code set")
+    axis.legend(fontsize=8)
     axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -126,6 +126,19 @@ def test_hf_backend_candidates_only_lists_nothing_but_the_candidates(tiny):
     assert not HFBackend(tiny, candidates_only=True).candidates_only  # plain mode: no list
 
 
+def test_the_prompts_list_the_candidates_in_the_model_s_order(tiny):
+    class TwoCandidates(StubRetriever):
+        def candidates(self, texts, k):
+            return [[Candidate("I10", "Hypertension", 2.0), Candidate("E11.22", "DM CKD", 1.0)]]
+
+    for order, first in (("score", "I10"), ("code", "E11.22")):
+        coder = HFBackend(tiny, mode="candidates", retriever=TwoCandidates(), candidate_order=order)
+        answer = coder.decode(NOTES[:1], ["a"], [None])[0]
+        assert answer.candidates[0].code == first
+    with pytest.raises(ValueError, match="candidate order"):
+        HFBackend(tiny, mode="candidates", retriever=TwoCandidates(), candidate_order="rank")
+
+
 def test_hf_backend_unconstrained_path(tiny):
     coder = HFBackend(tiny, constrained=False, max_new_tokens=12)
     prediction = coder.predict(NOTES[:1])[0]
@@ -284,6 +297,12 @@ def test_the_record_says_whether_the_model_reads_a_context(adapter, tmp_path):
     assert backends.read_record(folder).candidates_only is False
     (folder / "medcode_model.json").write_text(json.dumps({"candidates_only": True}))
     assert backends.read_record(folder).candidates_only is True
+    assert backends.read_record(folder).candidate_order == "score"  # as before the option
+    (folder / "medcode_model.json").write_text(json.dumps({"candidate_order": "code"}))
+    assert backends.read_record(folder).candidate_order == "code"
+    (folder / "medcode_model.json").write_text(json.dumps({"candidate_order": "rank"}))
+    with pytest.raises(ModelError, match="unknown candidate_order 'rank'"):
+        backends.read_record(folder)
 
 
 def test_load_coder_errors(tmp_path, tiny_model):

@@ -6,7 +6,15 @@ import json
 import pytest
 
 from medcode.errors import MedcodeError
-from medcode.model.prompt import ANSWER_HEADER, INSTRUCTION, NoteContext, build_prompt, left_out
+from medcode.model.prompt import (
+    ANSWER_HEADER,
+    INSTRUCTION,
+    Candidate,
+    NoteContext,
+    build_prompt,
+    left_out,
+    ordered,
+)
 
 
 def test_the_context_is_read_from_the_api_s_fields_and_a_corpus_encounter():
@@ -56,3 +64,13 @@ def test_the_notes_left_without_context_are_a_fixed_share():
     assert 0.18 < len(chosen) / len(ids) < 0.22
     assert chosen == [i for i in ids if left_out(i, 0.2)]  # the same notes every time
     assert not any(left_out(i, 0.0) for i in ids) and all(left_out(i, 1.0) for i in ids)
+
+
+def test_candidates_are_listed_by_score_or_by_code():
+    found = [Candidate("I10", score=0.9), Candidate("E11.9", score=0.5), Candidate("E11.22")]
+    assert ordered(found, "score") == found
+    assert [c.code for c in ordered(found, "code")] == ["E11.22", "E11.9", "I10"]
+    prompt = build_prompt("HTN, DM2.", "candidates", ordered(found, "code"))
+    assert prompt.index("E11.22") < prompt.index("E11.9") < prompt.index("I10")
+    with pytest.raises(ValueError, match="unknown candidate order 'rank'"):
+        ordered(found, "rank")

@@ -89,6 +89,7 @@ def test_unknown_key_in_override_names_key_and_recipe(tmp_path):
         ("category_weights={frailty: lots}", ["category_weights", "mapping"]),
         ("k_max=10", ["k_max", "at least k=20"]),
         ("context_dropout=1.5", ["context_dropout", "[0, 1]"]),
+        ("candidate_order=rank", ["candidate_order", "score or code"]),
     ],
 )
 def test_bad_values_are_errors(tmp_path, override, words):
@@ -556,6 +557,7 @@ def test_train_end_to_end_candidates(tiny_model, tiny_corpus, tmp_path, stub_ret
     assert read_record(out).retriever == out / "retriever" and read_record(out).k == 5
     assert record["context"] is True and read_record(out).context is True
     assert record["candidates_only"] is False and not read_record(out).candidates_only
+    assert record["candidate_order"] == "score" == read_record(out).candidate_order
 
 
 @pytest.mark.parametrize(("context", "dropout"), [(True, 0.0), (True, 0.5), (False, 0.0)])
@@ -585,6 +587,24 @@ def test_training_prompts_state_the_setting_and_patient(
         told += expected is not None
     assert told == (0 if not context else sum(not left_out(r["id"], dropout) for r in rows))
     assert (told > 0) == context
+
+
+def test_training_prompts_list_the_candidates_in_the_configured_order(
+    tiny_model, tiny_corpus, tmp_path, tokenizer, stub_retriever
+):
+    from medcode.model.train import prepare_data
+
+    listed = {}
+    for order in ("score", "code"):
+        config = tiny_config(tiny_model, tiny_corpus, tmp_path / order, candidate_order=order)
+        prepared = prepare_data(config, tokenizer, tmp_path / order)
+        text = tokenizer.decode(prepared.train[0]["input_ids"])
+        lines = text.split("Candidate codes:\n", 1)[1].splitlines()
+        block = lines[: lines.index(ANSWER_HEADER.strip())]
+        listed[order] = [line.split(" ", 1)[0] for line in block]
+    assert listed["code"] == sorted(listed["score"]) != listed["score"]
+    assert "candidate_order" in TrainConfig(candidate_order="code").fingerprint()
+    assert "candidate_order" not in TrainConfig().fingerprint()  # old runs still resume
 
 
 def test_loss_decreases_on_repeated_batch(tiny_model, tiny_corpus, tmp_path):

@@ -31,11 +31,14 @@ from typing import Any, NamedTuple, Protocol
 from medcode.errors import MedcodeError
 from medcode.model.loading import ModelError
 from medcode.model.prompt import (
+    CANDIDATE_ORDERS,
     MODES,
     Candidate,
     NoteContext,
     build_prompt,
+    check_order,
     fit_prompt,
+    ordered,
     parse_codes,
 )
 
@@ -227,10 +230,12 @@ class CodeValidator:
 
 
 def _candidates(coder: Any, texts: list[str]) -> list[list[Candidate]] | None:
-    """The retriever's candidates for each note (candidates mode), else None."""
+    """The retriever's candidates for each note in the coder's prompt order (candidates
+    mode), else None."""
     if coder.mode != "candidates":
         return None
-    return coder.retriever.candidates(texts, coder.k)
+    order = getattr(coder, "candidate_order", "score")
+    return [ordered(found, order) for found in coder.retriever.candidates(texts, coder.k)]
 
 
 def _check_mode(mode: str, retriever: Any) -> None:
@@ -264,11 +269,13 @@ class HFBackend:
         constrained: bool = True,
         eos_min: float = 0.0,
         candidates_only: bool = False,
+        candidate_order: str = "score",
         context: bool = True,
         validator: CodeValidator | None = None,
         warn: Warn | None = None,
     ) -> None:
         _check_mode(mode, retriever)
+        self.candidate_order = check_order(candidate_order)  # as the model was trained
         # candidates mode, constrained: the answer may list only the prompt's candidates
         self.candidates_only = candidates_only and mode == "candidates"
         self.context = context  # whether prompts state the setting and patient
@@ -491,9 +498,11 @@ class OpenAIBackend:
         backoff: float = 0.5,
         timeout: float = 120.0,
         context: bool = True,
+        candidate_order: str = "score",
         validator: CodeValidator | None = None,
     ) -> None:
         _check_mode(mode, retriever)
+        self.candidate_order = check_order(candidate_order)  # as the model was trained
         self.context = context  # whether prompts state the setting and patient
         self.base_url = base_url.rstrip("/")
         self.model = model
@@ -594,6 +603,7 @@ class ModelRecord:
     context: bool = True
     # whether answers list only the prompt's candidates (hf, constrained decoding)
     candidates_only: bool = False
+    candidate_order: str = "score"  # the order the prompts list the candidates in
 
 
 def read_record(spec: str | Path) -> ModelRecord:
@@ -609,10 +619,13 @@ def read_record(spec: str | Path) -> ModelRecord:
         retriever = data.get("retriever")
         context = data.get("context", False) is True
         candidates_only = data.get("candidates_only", False) is True
+        order = str(data.get("candidate_order", "score"))
     except (OSError, ValueError, TypeError, AttributeError) as error:
         raise ModelError(f"{path}: corrupt model record ({error})") from None
     if mode not in MODES:
         raise ModelError(f"{path}: unknown mode {mode!r} (use {' or '.join(MODES)})")
+    if order not in CANDIDATE_ORDERS:
+        raise ModelError(f"{path}: unknown candidate_order {order!r}")
     return ModelRecord(
         data.get("base"),
         mode,
@@ -620,6 +633,7 @@ def read_record(spec: str | Path) -> ModelRecord:
         folder / retriever if retriever and mode != "plain" else None,
         context,
         candidates_only,
+        order,
     )
 
 
@@ -654,6 +668,7 @@ def load_coder(
         raise MedcodeError(f"unknown backend {backend!r}: use {' or '.join(BACKENDS)}")
     record = read_record(model_spec)
     options.setdefault("context", record.context)
+    options.setdefault("candidate_order", record.candidate_order)
     mode = mode or record.mode
     k = k or record.k
     if retriever is None and mode == "candidates" and record.retriever is not None:

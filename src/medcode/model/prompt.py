@@ -44,6 +44,25 @@ class Candidate:
     score: float = 0.0
 
 
+# the order a prompt lists its candidates in: the retriever's (best first), or by code, so
+# that the model reads the note rather than the rank (see the README's "Recall in the model")
+CANDIDATE_ORDERS = ("score", "code")
+
+
+def check_order(order: str) -> str:
+    """``order`` when it is one of :data:`CANDIDATE_ORDERS`, else a ValueError naming them."""
+    if order not in CANDIDATE_ORDERS:
+        raise ValueError(f"unknown candidate order {order!r}: use {' or '.join(CANDIDATE_ORDERS)}")
+    return order
+
+
+def ordered(candidates: Sequence[Candidate], order: str) -> list[Candidate]:
+    """``candidates`` in the prompt's ``order`` (one of :data:`CANDIDATE_ORDERS`)."""
+    if check_order(order) == "code":
+        return sorted(candidates, key=lambda c: c.code)
+    return list(candidates)
+
+
 SETTINGS = ("outpatient", "inpatient", "emergency")
 _SEXES = {"f": "female", "female": "female", "m": "male", "male": "male"}
 _UNSAID = {"", "other", "unknown", "u", "o"}  # a sex the prompt does not state

@@ -37,7 +37,14 @@ from typing import Any
 
 from medcode.errors import MedcodeError
 from medcode.model.loading import EMBEDDED, ModelError, resolve
-from medcode.model.prompt import Candidate, NoteContext, build_target, fit_prompt, left_out
+from medcode.model.prompt import (
+    Candidate,
+    NoteContext,
+    build_target,
+    fit_prompt,
+    left_out,
+    ordered,
+)
 from medcode.model.train_config import ConfigError, TrainConfig
 
 IGNORE_INDEX = -100
@@ -778,7 +785,10 @@ def prepare_data(
         many = f"{config.k}-{config.k_max}" if config.k_max > config.k else str(config.k)
         say(f"listing {many} candidates for {len(rows):,} notes")
         lists = retriever.candidates([row["text"] for row in rows], config.k)
-        candidates = {row["id"]: list(found) for row, found in zip(rows, lists, strict=True)}
+        candidates = {
+            row["id"]: ordered(found, config.candidate_order)
+            for row, found in zip(rows, lists, strict=True)
+        }
         prepared.candidates = {note: len(found) for note, found in candidates.items()}
 
     say(f"tokenising {len(llm_rows):,} training notes")
@@ -1216,6 +1226,7 @@ def _run(config, args, model, tokenizer, source, data, out, checkpoint, console,
             "max_seq_len": config.max_seq_len,
             "context": config.context,  # prompts state the setting and patient
             "candidates_only": config.candidates_only,  # answers list only the candidates
+            "candidate_order": config.candidate_order,  # the order the prompts list them in
         }
         (out / RECORD).write_text(json.dumps(record, indent=2) + "\n")
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")

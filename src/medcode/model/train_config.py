@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from medcode.errors import MedcodeError
+from medcode.model.prompt import CANDIDATE_ORDERS
 
 MODES = ("plain", "candidates")
 SCHEDULERS = ("linear", "cosine", "constant")
@@ -55,6 +56,9 @@ class TrainConfig:
     # the adapter's answers list only its prompt's candidates (written into medcode_model.json
     # for `medcode predict`, serve and the demo; constrained decoding, candidates mode)
     candidates_only: bool = False
+    # the order prompts list the candidates in: "score" (the retriever's, best first) or
+    # "code" (so the model reads the note, not the rank); written into medcode_model.json
+    candidate_order: str = "score"
     max_train_notes: int = 2000  # seeded sample of the train split for the LLM; 0: all
     # a note's chance in that sample, by the categories of its codes (the largest applies;
     # a note in none weighs 1), e.g. {advanced_illness: 3.0}; empty: a uniform sample
@@ -179,6 +183,8 @@ class TrainConfig:
             fail("k_max", f"must be 0 (every prompt lists k) or at least k={self.k}")
         if self.candidates_only and self.mode != "candidates":
             fail("candidates_only", "needs mode: candidates (plain prompts list no candidates)")
+        if self.candidate_order not in CANDIDATE_ORDERS:
+            fail("candidate_order", f"use {' or '.join(CANDIDATE_ORDERS)}")
         if not 0.0 <= self.context_dropout <= 1.0:
             fail("context_dropout", "must be in [0, 1]")
         if self.max_seq_len < 32:
@@ -199,11 +205,13 @@ class TrainConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         """What decides the prepared data (and the retriever): a resumed run must match it."""
+        order = self.candidate_order
         return {
             "corpus": str(Path(self.corpus).expanduser().resolve()) if self.corpus else "",
             "mode": self.mode,
             "k": self.k,
             **({"k_max": self.k_max} if self.k_max else {}),
+            **({} if order == "score" else {"candidate_order": order}),  # old runs resume
             "max_train_notes": self.max_train_notes,
             **({"category_weights": self.category_weights} if self.category_weights else {}),
             "retriever_holdout": self.retriever_holdout,
