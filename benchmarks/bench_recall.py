@@ -43,6 +43,7 @@ from medcode.terminology import icd10cm
 RULES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 RUNAWAY = 4  # codes of one 3-character category in one answer: a list running through a family
 NEVER = 1.01
+RANKS = {"1-5": (1, 5), "6-10": (6, 10), "11+": (11, 10**6)}  # the retriever's rank
 VARIANTS = {
     "any": "any code (today)",
     "candidates": "candidates only",
@@ -127,8 +128,9 @@ def _icd(codes: list[str]) -> set[str]:
     return {icd10cm.normalize(c) for c in codes if icd10cm.looks_like(c)}
 
 
-def _diagnosis(notes, gold, answers, first_end, diagnoses: bool) -> dict[str, float]:
-    """Why the first end lists what it lists (ICD-10-CM only on CodiEsp)."""
+def _diagnosis(notes, gold, answers, first_end, ranked, diagnoses: bool) -> dict[str, float]:
+    """Why the first end lists what it lists (ICD-10-CM only on CodiEsp); ``ranked``: each
+    note's candidates in the retriever's order (best first), whatever the prompt's order."""
 
     def kept(codes):
         return _icd(codes) if diagnoses else set(codes)
@@ -136,9 +138,15 @@ def _diagnosis(notes, gold, answers, first_end, diagnoses: bool) -> dict[str, fl
     in_gold = total = in_both = out_gold = out_found = listed = from_candidates = 0
     ends = []
     runaway = never_ended = 0
-    for note, answer, codes in zip(notes, answers, first_end, strict=True):
+    by_rank = {band: [0, 0] for band in RANKS}  # gold candidates found, gold candidates
+    for note, answer, codes, best_first in zip(notes, answers, first_end, ranked, strict=True):
         runaway += max(Counter(code[:3] for code in codes).values(), default=0) >= RUNAWAY
         truth, said = kept(gold[note["id"]]), kept(codes)
+        for rank, candidate in enumerate(best_first, start=1):
+            if kept([candidate.code]) & truth:
+                band = next(b for b, (low, high) in RANKS.items() if low <= rank <= high)
+                by_rank[band][0] += bool(kept([candidate.code]) & said)
+                by_rank[band][1] += 1
         offered = kept([c.code for c in answer.candidates or []])
         in_gold += len(truth & offered)
         in_both += len(truth & offered & said)
@@ -163,6 +171,10 @@ def _diagnosis(notes, gold, answers, first_end, diagnoses: bool) -> dict[str, fl
         "end probability at the end (median)": statistics.median(ends) if ends else float("nan"),
         "notes never ending (--max-codes)": never_ended / count,
         f"notes listing {RUNAWAY}+ codes of one category": runaway / count,
+        **{
+            f"recall, gold candidates ranked {band}": found / max(of, 1)
+            for band, (found, of) in by_rank.items()
+        },
     }
 
 
@@ -265,7 +277,12 @@ def _sweep(coder, notes, gold, answers, diagnoses: bool, scratch: Path) -> list[
         listed = statistics.fmean(len(_icd(c) if diagnoses else c) for c in codes.values())
         points.append((rule, {**_scored(gold, codes, diagnoses, scratch), "n": listed}))
     print("  at the first end (eos_min 0):")
-    for key, value in _diagnosis(notes, gold, answers, first_end, diagnoses).items():
+    ranked = (
+        coder.retriever.candidates([n["text"] for n in notes], coder.k)
+        if coder.mode == "candidates"
+        else [[] for _ in notes]
+    )
+    for key, value in _diagnosis(notes, gold, answers, first_end, ranked, diagnoses).items():
         print(f"    {key:<40} {value:.3f}")
     base = points[0][1]
     print(

@@ -280,7 +280,7 @@ def test_load_coder_reads_the_model_record(adapter, monkeypatch):
     assert (coder.mode, coder.k, coder.retriever) == ("candidates", 5, stub)
     assert coder.predict(NOTES[:1])[0].candidates == 1  # the candidates its prompt listed
     assert stub.calls == [(NOTES[:1], 5)]
-    assert not coder.candidates_only  # the record does not say so
+    assert not coder.candidates_only and coder.eos_min == 0.0  # the record does not say so
     assert load_coder(adapter, device="cpu", candidates_only=True).candidates_only
     served = load_coder(adapter, "openai", base_url="http://127.0.0.1:9/v1")
     assert (served.mode, served.model) == ("candidates", adapter.name)
@@ -302,6 +302,12 @@ def test_the_record_says_whether_the_model_reads_a_context(adapter, tmp_path):
     assert backends.read_record(folder).candidate_order == "code"
     (folder / "medcode_model.json").write_text(json.dumps({"candidate_order": "rank"}))
     with pytest.raises(ModelError, match="unknown candidate_order 'rank'"):
+        backends.read_record(folder)
+    (folder / "medcode_model.json").write_text(json.dumps({"eos_min": 0.8}))
+    assert backends.read_record(folder).eos_min == 0.8
+    assert backends.read_record("embedded").eos_min == 0.0
+    (folder / "medcode_model.json").write_text(json.dumps({"eos_min": 2}))
+    with pytest.raises(ModelError, match=r"eos_min 2\.0 is not in"):
         backends.read_record(folder)
 
 
@@ -453,12 +459,12 @@ def test_cli_candidates_only_reaches_the_coder_and_defaults_to_the_record(
     note = tmp_path / "note.txt"
     note.write_text("HTN.")
     for flag, expected in (("--candidates-only", True), ("--any-code", False)):
-        status, _, err = cli("code", "--model", "m", str(note), flag)
+        status, _, err = cli("code", "--model", "m", str(note), flag, "--eos-min", "0.7")
         assert status == 0, err
-        assert seen[-1]["candidates_only"] is expected
+        assert seen[-1]["candidates_only"] is expected and seen[-1]["eos_min"] == 0.7
     status, _, err = cli("code", "--model", "m", str(note))
     assert status == 0, err
-    assert "candidates_only" not in seen[-1]  # load_coder takes the record's
+    assert "candidates_only" not in seen[-1] and "eos_min" not in seen[-1]  # the record's
 
 
 def test_cli_reads_a_corpus_note_s_context_from_its_encounter(cli, tmp_path, monkeypatch):

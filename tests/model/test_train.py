@@ -90,6 +90,7 @@ def test_unknown_key_in_override_names_key_and_recipe(tmp_path):
         ("k_max=10", ["k_max", "at least k=20"]),
         ("context_dropout=1.5", ["context_dropout", "[0, 1]"]),
         ("candidate_order=rank", ["candidate_order", "score or code"]),
+        ("eos_min=1.5", ["eos_min", "[0, 1]"]),
     ],
 )
 def test_bad_values_are_errors(tmp_path, override, words):
@@ -98,13 +99,6 @@ def test_bad_values_are_errors(tmp_path, override, words):
         TrainConfig.load(recipe, [override])
     for word in words:
         assert word in str(caught.value)
-
-
-def test_candidates_only_needs_candidates_mode(tmp_path):
-    recipe = write_recipe(tmp_path / "r.yaml", lora_r=8)
-    assert TrainConfig.load(recipe, ["candidates_only=true"]).candidates_only is True
-    with pytest.raises(MedcodeError, match=r"candidates_only.*needs mode: candidates"):
-        TrainConfig.load(recipe, ["mode=plain", "candidates_only=true"])
 
 
 def test_category_weights_from_the_recipe_and_an_override(tmp_path):
@@ -558,6 +552,7 @@ def test_train_end_to_end_candidates(tiny_model, tiny_corpus, tmp_path, stub_ret
     assert record["context"] is True and read_record(out).context is True
     assert record["candidates_only"] is False and not read_record(out).candidates_only
     assert record["candidate_order"] == "score" == read_record(out).candidate_order
+    assert record["eos_min"] == 0.0 == read_record(out).eos_min
 
 
 @pytest.mark.parametrize(("context", "dropout"), [(True, 0.0), (True, 0.5), (False, 0.0)])
@@ -822,6 +817,8 @@ def test_cli_train(cli, tiny_model, tiny_corpus, tmp_path):
     assert written["top_layers"] == 1 and written["out"] == str(out)
     record = json.loads((out / "medcode_model.json").read_text())
     assert record["mode"] == "plain" and record["retriever"] is None and record["k"] == 20
+    assert record["candidates_only"] is False  # the recipe's true needs candidates
+    assert record["eos_min"] == 0.8  # the recipe's
     status, stdout, err = cli(
         "train",
         "--recipe",

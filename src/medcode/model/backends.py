@@ -604,6 +604,7 @@ class ModelRecord:
     # whether answers list only the prompt's candidates (hf, constrained decoding)
     candidates_only: bool = False
     candidate_order: str = "score"  # the order the prompts list the candidates in
+    eos_min: float = 0.0  # where an answer may end (hf, constrained decoding)
 
 
 def read_record(spec: str | Path) -> ModelRecord:
@@ -620,12 +621,15 @@ def read_record(spec: str | Path) -> ModelRecord:
         context = data.get("context", False) is True
         candidates_only = data.get("candidates_only", False) is True
         order = str(data.get("candidate_order", "score"))
+        eos_min = float(data.get("eos_min", 0.0))
     except (OSError, ValueError, TypeError, AttributeError) as error:
         raise ModelError(f"{path}: corrupt model record ({error})") from None
     if mode not in MODES:
         raise ModelError(f"{path}: unknown mode {mode!r} (use {' or '.join(MODES)})")
     if order not in CANDIDATE_ORDERS:
         raise ModelError(f"{path}: unknown candidate_order {order!r}")
+    if not 0.0 <= eos_min <= 1.0:
+        raise ModelError(f"{path}: eos_min {eos_min} is not in [0, 1]")
     return ModelRecord(
         data.get("base"),
         mode,
@@ -634,6 +638,7 @@ def read_record(spec: str | Path) -> ModelRecord:
         context,
         candidates_only,
         order,
+        eos_min,
     )
 
 
@@ -685,5 +690,6 @@ def load_coder(
     from medcode.model.loading import load
 
     options.setdefault("candidates_only", record.candidates_only)
+    options.setdefault("eos_min", record.eos_min)
     loaded = load(model_spec, device=device, dtype=dtype)
     return HFBackend(loaded, mode=mode, retriever=retriever, k=k, **options)

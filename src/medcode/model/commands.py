@@ -55,14 +55,14 @@ UnconstrainedOption = Annotated[
 ]
 DeviceOption = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 ...")]
 EosMinOption = Annotated[
-    float,
+    float | None,
     typer.Option(
         "--eos-min",
         min=0.0,
         max=1.0,
         help="hf, constrained: end the answer only when the end is at least this likely "
         "between codes, else write the likeliest next code (0: at the first end; higher "
-        "lists more codes).",
+        "lists more codes; default: as the adapter's medcode_model.json says, else 0).",
     ),
 ]
 
@@ -105,7 +105,7 @@ def _coder(
     unconstrained: bool,
     device: str | None,
     max_prompt_tokens: int | None = None,
-    eos_min: float = 0.0,
+    eos_min: float | None = None,
     candidates_only: bool | None = None,
 ) -> Any:
     from medcode.model.backends import load_coder
@@ -115,13 +115,14 @@ def _coder(
     else:
         options = {
             "constrained": not unconstrained,
-            "eos_min": eos_min,
             "max_prompt_tokens": max_prompt_tokens,
             "device": device,
             "warn": _warn,
         }
         if candidates_only is not None:
             options["candidates_only"] = candidates_only
+        if eos_min is not None:
+            options["eos_min"] = eos_min
     with errors.status(f"loading {model}", spinner="dots"):
         return load_coder(
             model,
@@ -161,7 +162,7 @@ def code_command(
     api_key: ApiKeyOption = None,
     max_new_tokens: MaxTokensOption = 256,
     unconstrained: UnconstrainedOption = False,
-    eos_min: EosMinOption = 0.0,
+    eos_min: EosMinOption = None,
     candidates_only: CandidatesOnlyOption = None,
     device: DeviceOption = None,
     setting: SettingOption = None,
@@ -323,7 +324,7 @@ def predict_command(
         typer.Option("--max-prompt-tokens", min=16, help="Cut longer notes (default: context)."),
     ] = None,
     unconstrained: UnconstrainedOption = False,
-    eos_min: EosMinOption = 0.0,
+    eos_min: EosMinOption = None,
     candidates_only: CandidatesOnlyOption = None,
     device: DeviceOption = None,
     setting: SettingOption = None,
@@ -433,6 +434,9 @@ def predict_command(
         "max_new_tokens": max_new_tokens,
         "max_prompt_tokens": max_prompt_tokens,
         "context": getattr(coder, "context", False),  # whether prompts stated setting, patient
+        "eos_min": getattr(coder, "eos_min", None),  # the decoding the coder used (hf)
+        "candidates_only": getattr(coder, "candidates_only", None),
+        "candidate_order": getattr(coder, "candidate_order", None),
         "notes_with_context": sum(r["context"] is not None for r in rows),
         "notes_coded": coded,
         "notes_resumed": skipped,

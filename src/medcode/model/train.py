@@ -1225,7 +1225,9 @@ def _run(config, args, model, tokenizer, source, data, out, checkpoint, console,
             "retriever": RETRIEVER_DIR if config.mode == "candidates" else None,
             "max_seq_len": config.max_seq_len,
             "context": config.context,  # prompts state the setting and patient
-            "candidates_only": config.candidates_only,  # answers list only the candidates
+            # answers list only the candidates (plain prompts list none)
+            "candidates_only": config.candidates_only and config.mode == "candidates",
+            "eos_min": config.eos_min,  # where an answer may end (constrained decoding)
             "candidate_order": config.candidate_order,  # the order the prompts list them in
         }
         (out / RECORD).write_text(json.dumps(record, indent=2) + "\n")

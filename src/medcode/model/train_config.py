@@ -54,8 +54,12 @@ class TrainConfig:
     # to k_max (the retriever's ``note_k``); 0: every prompt lists k
     k_max: int = 0
     # the adapter's answers list only its prompt's candidates (written into medcode_model.json
-    # for `medcode predict`, serve and the demo; constrained decoding, candidates mode)
+    # for `medcode predict`, serve and the demo; constrained decoding; candidates mode only:
+    # plain prompts list none, and the record says false)
     candidates_only: bool = False
+    # the answer ends only where the end is at least this likely (0: at the first end);
+    # written into medcode_model.json as the adapter's default `--eos-min`
+    eos_min: float = 0.0
     # the order prompts list the candidates in: "score" (the retriever's, best first) or
     # "code" (so the model reads the note, not the rank); written into medcode_model.json
     candidate_order: str = "score"
@@ -181,8 +185,8 @@ class TrainConfig:
             fail("epochs", "must be positive")
         if self.k_max and self.k_max < self.k:
             fail("k_max", f"must be 0 (every prompt lists k) or at least k={self.k}")
-        if self.candidates_only and self.mode != "candidates":
-            fail("candidates_only", "needs mode: candidates (plain prompts list no candidates)")
+        if not 0.0 <= self.eos_min <= 1.0:
+            fail("eos_min", "must be in [0, 1]")
         if self.candidate_order not in CANDIDATE_ORDERS:
             fail("candidate_order", f"use {' or '.join(CANDIDATE_ORDERS)}")
         if not 0.0 <= self.context_dropout <= 1.0:
