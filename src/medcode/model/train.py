@@ -45,10 +45,10 @@ from medcode.model.prompt import (
     left_out,
     ordered,
 )
+from medcode.model.record import RECORD
 from medcode.model.train_config import ConfigError, TrainConfig
 
 IGNORE_INDEX = -100
-RECORD = "medcode_model.json"
 CLOCK = "medcode_clock.json"
 RETRIEVER_DIR = "retriever"
 CHECKPOINTS = "checkpoints"
